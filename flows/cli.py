@@ -1,0 +1,104 @@
+"""Console entry point: the library commands plus those that start Prefect flows."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flows.env import apply_offline_defaults
+from linkage.cli import ConfigOpt, app, config_from
+from linkage.cli import main as _main
+
+apply_offline_defaults()
+
+
+@app.command()
+def run(config: ConfigOpt = None) -> None:
+    """Run the nightly linkage now (generates the demo extracts first when they are missing)."""
+    from flows.nightly import nightly
+    from linkage.config import DEMO_CONFIG
+    from linkage.pipeline import format_summary
+
+    cfg = config_from(config)
+    if Path(cfg.config_path) == DEMO_CONFIG.resolve():
+        missing = [a for a in cfg.agencies if not Path(a.source.path).exists()]  # type: ignore[union-attr]
+        if missing:
+            from linkage.cli import demo_data
+
+            typer.echo("demo extracts not found: generating them (linkage demo-data)")
+            demo_data(persons=10_000, seed=1, profile="default", out=None)
+    summary = nightly(str(cfg.config_path))
+    typer.echo(format_summary(summary))
+
+
+@app.command()
+def train(config: ConfigOpt = None) -> None:
+    """Train a new model version on the current extracts (the nightly run uses the newest)."""
+    from flows.train import train as train_flow
+
+    cfg = config_from(config)
+    artefact = train_flow(str(cfg.config_path))
+    typer.echo(f"trained model {artefact.version}: {artefact.path}")
+
+
+@app.command()
+def schedule(
+    config: ConfigOpt = None,
+    start_server: Annotated[
+        bool, typer.Option(help="Start a local Prefect server unless PREFECT_API_URL is set.")
+    ] = True,
+) -> None:
+    """Serve the nightly flow on the project's cron schedule (Ctrl-C stops it)."""
+    from flows.deploy import nightly_deployment
+
+    cfg = config_from(config)
+    server = None
+    if start_server and not os.environ.get("PREFECT_API_URL"):
+        port = os.environ.get("LINKAGE_PREFECT_PORT", "4200")
+        prefect = shutil.which("prefect") or str(Path(sys.executable).with_name("prefect"))
+        server = subprocess.Popen(
+            [prefect, "server", "start", "--host", "127.0.0.1", "--port", port]
+        )
+        os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
+        _wait_for(f"http://127.0.0.1:{port}/api/health")
+        typer.echo(f"Prefect server and UI: http://127.0.0.1:{port}")
+    from prefect import serve
+
+    try:
+        deployment = nightly_deployment(cfg)
+        typer.echo(
+            f"serving 'nightly/{deployment.name}' on cron {cfg.schedule.cron} "
+            f"({cfg.schedule.timezone})"
+        )
+        serve(deployment)
+    finally:
+        if server is not None:
+            server.terminate()
+
+
+def _wait_for(url: str, timeout: float = 120) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(1)
+    raise RuntimeError(f"Prefect server did not answer at {url} within {timeout:.0f}s")
+
+
+def main() -> None:
+    _main(app)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""The `linkage` command's library commands. Orchestration commands (run, train, schedule) are
+added by ``flows.cli`` (the console entry point), so that this package never imports Prefect.
+
+Library errors become a message on stderr and an exit code here, in one place (``main``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+
+from linkage.config import ProjectConfig, load_config
+from linkage.errors import LinkageError
+
+app = typer.Typer(
+    help="Link person records across agencies into a master person index.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="Project config (YAML). Default: the built-in demo agencies."
+    ),
+]
+
+
+def config_from(path: Path | None) -> ProjectConfig:
+    return load_config(path)
+
+
+@app.command("demo-data")
+def demo_data(
+    persons: Annotated[int, typer.Option(help="Number of synthetic persons.")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 1,
+    profile: Annotated[
+        str, typer.Option(help="Generator configuration: default or alt.")
+    ] = "default",
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder. Default: the demo's data folder.")
+    ] = None,
+) -> None:
+    """Write the four demo agencies' synthetic extracts and their ground truth."""
+    from linkage.demo.generate import generate_demo
+
+    target = out or default_demo_dir()
+    result = generate_demo(target, persons=persons, seed=seed, profile=profile)
+    typer.echo(f"wrote {sum(result.rows.values())} records of {result.persons} persons to {target}")
+    for agency, n in result.rows.items():
+        typer.echo(f"  {agency:<14}{n:>9}")
+    typer.echo(f"ground truth: {result.truth_path}")
+
+
+def default_demo_dir() -> Path:
+    """Where the demo config expects its extracts (the folder of its first agency's source)."""
+    from linkage.config import DEMO_CONFIG
+
+    cfg = load_config(DEMO_CONFIG)
+    return Path(cfg.agencies[0].source.path).parent  # type: ignore[union-attr]
+
+
+def _print_rows(columns: list[str], rows: list[tuple[Any, ...]], fmt: str) -> None:
+    if fmt == "json":
+        typer.echo(
+            json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str, indent=2)
+        )
+    elif fmt == "csv":
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(columns)
+        w.writerows(rows)
+    else:
+        cells = [[("" if v is None else str(v)) for v in r] for r in rows]
+        widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+        typer.echo("  ".join("-" * w for w in widths))
+        for r in cells:
+            typer.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
+        typer.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="A SELECT statement.")],
+    config: ConfigOpt = None,
+    format: Annotated[
+        Literal["table", "csv", "json"], typer.Option("--format", "-f", help="Output format.")
+    ] = "table",
+    limit: Annotated[int | None, typer.Option(help="Print at most this many rows.")] = None,
+) -> None:
+    """Run a read-only SQL query on the current published index."""
+    from linkage.query import run_query
+
+    cfg = config_from(config)
+    columns, rows = run_query(cfg.paths.index_dir, query, limit=limit)
+    _print_rows(columns, rows, format)
+
+
+@app.command()
+def evaluate(
+    truth: Annotated[
+        Path, typer.Option(help="CSV: agency, source_record_id, person_id[, household_id].")
+    ],
+    config: ConfigOpt = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Measure the published clusters against ground truth (pairwise and B-cubed)."""
+    from linkage.errors import QueryError
+    from linkage.evaluate import evaluate as run_evaluation
+    from linkage.publish import current_release
+
+    cfg = config_from(config)
+    release = current_release(cfg.paths.index_dir)
+    if release is None:
+        raise QueryError(f"no published index in {cfg.paths.index_dir}; run `linkage run` first")
+    result = run_evaluation(release, truth).as_dict()
+    if json_:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    for k, v in result.items():
+        typer.echo(f"{k:<32}{v:.4f}" if isinstance(v, float) else f"{k:<32}{v}")
+
+
+@app.command("check-config")
+def check_config(config: ConfigOpt = None) -> None:
+    """Validate the project config and every agency's data contract."""
+    from linkage.contracts import load_contract
+
+    cfg = config_from(config)
+    for a in cfg.agencies:
+        contract = load_contract(a.contract)
+        missing = [c for c in a.mapping.source_columns() if c not in contract.column_names]
+        if missing:
+            raise LinkageError(
+                f"{cfg.config_path}: agency {a.name!r} maps column(s) {missing} that its contract "
+                f"{a.contract} does not declare; add them to the contract or fix the mapping"
+            )
+    typer.echo(f"{cfg.config_path}: OK ({len(cfg.agencies)} agencies)")
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Our own loggers only; Splink's chatter is kept to warnings."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in ("linkage", "flows"):
+        lg = logging.getLogger(name)
+        lg.setLevel(logging.DEBUG if verbose else logging.INFO)
+        if not lg.handlers:
+            lg.addHandler(handler)
+    logging.getLogger("splink").setLevel(logging.WARNING)
+
+
+def main(application: typer.Typer = app) -> None:
+    """Run the CLI, turning library errors into a message and an exit code."""
+    setup_logging()
+    try:
+        application(standalone_mode=False)
+    except LinkageError as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as e:  # click usage errors
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise

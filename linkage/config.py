@@ -1,0 +1,325 @@
+"""Typed project configuration, built once at the edge (CLI, flow) and passed down.
+
+A project config is one YAML file. Relative paths in it are resolved against the directory of the
+file, so a project folder can be moved as a whole. Every problem is reported together, each with the
+key path, the line in the file, what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from linkage.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = REPO_ROOT / "examples" / "demo" / "linkage.yaml"
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- sources --------------------------------------------------------------------------------------
+
+
+class CsvSource(_Model):
+    """A CSV file, or the newest matching file in a dated drop folder."""
+
+    kind: Literal["csv"]
+    path: Path = Field(description="A file, or a folder of dated drops (see `pattern`).")
+    pattern: str = Field(
+        "*.csv", description="Glob for files in a drop folder; the last in name order is used."
+    )
+    delimiter: str = ","
+    encoding: Literal["utf-8", "cp1252", "latin-1"] = "utf-8"
+    quote: str = '"'
+    skip_initial_space: bool = Field(
+        False, description="Ignore spaces after each delimiter (files written as `a, b, c`)."
+    )
+
+    @field_validator("delimiter", "quote")
+    @classmethod
+    def _one_char(cls, v: str) -> str:
+        if len(v) != 1:
+            raise ValueError(f"must be a single character, got {v!r}")
+        return v
+
+
+class ParquetSource(_Model):
+    """A Parquet file, or the newest matching file in a dated drop folder."""
+
+    kind: Literal["parquet"]
+    path: Path
+    pattern: str = "*.parquet"
+
+
+class DatabaseSource(_Model):
+    """A SQL database table or query, read inside one read-only snapshot.
+
+    The connection string comes from an environment variable so that no secret sits in the file.
+    """
+
+    kind: Literal["database"]
+    dsn_env: str = Field(description="Environment variable holding the libpq connection string.")
+    table: str | None = None
+    query: str | None = None
+    fetch_size: int = Field(50_000, gt=0)
+
+    @model_validator(mode="after")
+    def _table_or_query(self) -> DatabaseSource:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of `table` or `query`")
+        return self
+
+
+Source = Annotated[CsvSource | ParquetSource | DatabaseSource, Field(discriminator="kind")]
+
+
+# --- mapping to the canonical record --------------------------------------------------------------
+
+
+class DateMapping(_Model):
+    column: str
+    format: str = Field("%Y-%m-%d", description="strftime format, e.g. %d/%m/%Y, %Y%m%d, %m%d%Y.")
+
+
+class CodeMapping(_Model):
+    column: str
+    codes: dict[str, Literal["M", "F", "X"] | None] = Field(
+        description="Source value -> canonical sex code (M, F, X) or null for unknown."
+    )
+
+
+class CombineMapping(_Model):
+    columns: list[str] = Field(min_length=1)
+    separator: str = " "
+
+
+class Mapping(_Model):
+    """How one agency's columns become the canonical person record (schemas/canonical.py).
+
+    Every canonical field except `source_record_id` is optional: a source that lacks a field leaves
+    it out, and the model treats it as unknown, never as disagreement.
+    """
+
+    source_record_id: str
+    given_name: str | None = None
+    middle_names: str | None = None
+    family_name: str | None = None
+    full_name: str | None = Field(
+        None, description="A single 'GIVEN MIDDLE FAMILY' column, split on spaces (last = family)."
+    )
+    date_of_birth: DateMapping | None = None
+    sex: CodeMapping | None = None
+    address: CombineMapping | None = None
+    postcode: str | None = None
+    postcode_format: Literal["uk", "other"] = Field(
+        "uk", description="`uk` validates and formats UK postcodes; `other` only normalises text."
+    )
+    identifiers: dict[str, str] = Field(
+        default_factory=dict, description="Identifier scheme -> source column."
+    )
+
+    @field_validator("address", mode="before")
+    @classmethod
+    def _address_shorthand(cls, v: Any) -> Any:
+        return {"columns": [v]} if isinstance(v, str) else v
+
+    def source_columns(self) -> list[str]:
+        """Every source column the mapping reads, in a stable order."""
+        cols = [self.source_record_id]
+        for name in ("given_name", "middle_names", "family_name", "full_name", "postcode"):
+            if (v := getattr(self, name)) is not None:
+                cols.append(v)
+        if self.date_of_birth:
+            cols.append(self.date_of_birth.column)
+        if self.sex:
+            cols.append(self.sex.column)
+        if self.address:
+            cols.extend(self.address.columns)
+        cols.extend(self.identifiers.values())
+        return list(dict.fromkeys(cols))
+
+
+class Agency(_Model):
+    name: str
+    contract: Path
+    source: Source
+    mapping: Mapping
+    required: bool = Field(
+        True, description="A run without this agency's extract does not publish."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError(f"{v!r} must be lower case letters, digits and _ (e.g. nhs_trust)")
+        return v
+
+
+# --- identifiers, model, paths --------------------------------------------------------------------
+
+
+class IdentifierScheme(_Model):
+    validation: Literal["none", "nhs_number", "ni_number", "pnc"] = "none"
+    compare: bool = Field(
+        True, description="Use in the model. Set false for numbers only one agency holds."
+    )
+
+
+class ModelConfig(_Model):
+    dir: Path = Field(description="Folder of versioned model artefacts (one subfolder each).")
+    version: str | None = Field(None, description="Pin a version; default is the newest.")
+    cluster_threshold: float = Field(0.99, gt=0, lt=1)
+    predict_threshold: float = Field(0.5, gt=0, lt=1, description="Pairs below it are not kept.")
+    max_pairs_u: float = Field(5e6, gt=0, description="Pairs sampled to estimate u.")
+    seed: int = 42
+
+
+class DuckDBConfig(_Model):
+    memory_limit: str = "4GB"
+    temp_directory: Path
+    threads: int = Field(2, gt=0)
+
+
+class Paths(_Model):
+    index_dir: Path = Field(description="Published releases and the `current.duckdb` pointer.")
+    work_dir: Path = Field(description="Per-run working files (extracts, standardised records).")
+    reports_dir: Path
+
+
+class Schedule(_Model):
+    cron: str = Field("0 2 * * *", description="When the nightly run starts (cron, 5 fields).")
+    timezone: str = "Europe/London"
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        if len(v.split()) != 5:
+            raise ValueError(f"{v!r} is not a 5-field cron expression (e.g. '0 2 * * *')")
+        return v
+
+
+class ProjectConfig(_Model):
+    project: str
+    config_path: Path = Field(exclude=True)
+    paths: Paths
+    duckdb: DuckDBConfig
+    model: ModelConfig
+    schedule: Schedule = Field(default_factory=lambda: Schedule())
+    identifiers: dict[str, IdentifierScheme] = Field(default_factory=dict)
+    agencies: list[Agency] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> ProjectConfig:
+        names = [a.name for a in self.agencies]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"agency names must be unique; repeated: {dupes}")
+        for a in self.agencies:
+            unknown = sorted(set(a.mapping.identifiers) - set(self.identifiers))
+            if unknown:
+                raise ValueError(
+                    f"agency {a.name!r} maps identifier scheme(s) {unknown} that are not declared "
+                    f"under `identifiers:`; declare them there (known: {sorted(self.identifiers)})"
+                )
+        return self
+
+    def agency(self, name: str) -> Agency:
+        for a in self.agencies:
+            if a.name == name:
+                return a
+        raise KeyError(name)
+
+
+# --- loading --------------------------------------------------------------------------------------
+
+_PATH_KEYS = {"path", "contract", "dir", "temp_directory", "index_dir", "work_dir", "reports_dir"}
+
+
+def _resolve_paths(node: Any, base: Path) -> Any:
+    if isinstance(node, dict):
+        return {
+            k: (
+                str((base / v).resolve())
+                if k in _PATH_KEYS and isinstance(v, str)
+                else _resolve_paths(v, base)
+            )
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_resolve_paths(v, base) for v in node]
+    return node
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """Line (1-based) of the YAML node at key path ``loc``, or of its nearest existing parent."""
+    node, line = root, None
+    for part in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == part), None)
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
+        ):
+            node = node.value[part]
+        else:
+            node = None
+    if node is not None:
+        line = node.start_mark.line + 1
+    return line
+
+
+def load_config(path: Path | str | None = None) -> ProjectConfig:
+    """Read and validate a project config; ``None`` means the built-in demo agencies.
+
+    Raises:
+        ConfigError: with every problem found, each naming the key, the line and the fix.
+    """
+    path = Path(path) if path is not None else DEMO_CONFIG
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(str(path), [f"cannot read the file: {e.strerror}"]) from e
+    try:
+        raw = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(str(path), [f"not valid YAML: {e}"]) from e
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            str(path), ["the file must be a YAML mapping with keys project, agencies, ..."]
+        )
+    base = path.resolve().parent
+    data = _resolve_paths(raw, base)
+    data["config_path"] = str(path.resolve())
+    try:
+        return ProjectConfig.model_validate(data)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            loc = tuple(
+                p
+                for p in err["loc"]
+                if not (isinstance(p, str) and p in {"csv", "parquet", "database"})
+            )
+            key = ".".join(str(p) for p in loc) or "(top level)"
+            line = _line_of(root, loc)
+            where = f"line {line}, " if line else ""
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "missing":
+                msg = "required key is missing; add it"
+            elif err["type"] == "extra_forbidden":
+                msg = "unknown key; remove it or check its spelling"
+            problems.append(f"{where}`{key}`: {msg}")
+        raise ConfigError(str(path), problems) from None

@@ -1,0 +1,310 @@
+"""The Splink model: comparisons and blocking built in code, trained once, saved with a version.
+
+The model definition lives here (not in a hand-edited JSON) because a saved Splink model embeds
+backend SQL. Training is explicit (``train_model``); the nightly run only loads an artefact.
+Comparisons are built from the canonical fields the training data actually holds, so a project
+whose agencies lack, say, sex, gets no sex comparison instead of one that can never be estimated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import splink
+import splink.comparison_level_library as cll
+import splink.comparison_library as cl
+from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+
+from linkage.config import ProjectConfig
+from linkage.errors import ModelError
+from schemas.canonical import identifier_column
+
+log = logging.getLogger(__name__)
+
+# Canonical fields the model can compare, in the order they appear in the model.
+MODEL_FIELDS = ("name", "date_of_birth", "sex", "location")
+# A field is used only if at least this share of training records hold it.
+MIN_FILL = 0.01
+
+
+@dataclass(frozen=True)
+class ModelArtefact:
+    """A saved model: its folder, version and what it compares."""
+
+    path: Path
+    version: str
+    fields: tuple[str, ...]
+    identifier_schemes: tuple[str, ...]
+
+    @property
+    def settings_path(self) -> Path:
+        return self.path / "splink_model.json"
+
+
+def _names() -> cl.CustomComparison:
+    """Given and family name together, so that 'same family name, different given name' (a
+    household member) is its own, weak level rather than half of a strong one."""
+    given, family = "given_name", "family_name"
+
+    def either_null(col: str) -> Any:
+        return cll.NullLevel(col)  # true when the value is missing on either side
+
+    def reversed_jw(threshold: float) -> Any:
+        return cll.CustomLevel(
+            f"jaro_winkler_similarity(given_name_l, family_name_r) >= {threshold} "
+            f"AND jaro_winkler_similarity(family_name_l, given_name_r) >= {threshold}",
+            f"given and family names reversed, Jaro-Winkler >= {threshold}",
+        )
+
+    return cl.CustomComparison(
+        output_column_name="name",
+        comparison_levels=[
+            cll.And(either_null(given), either_null(family)).configure(is_null_level=True),
+            cll.And(cll.ExactMatchLevel(given), cll.ExactMatchLevel(family)).configure(
+                tf_adjustment_column=family
+            ),
+            cll.ColumnsReversedLevel(given, family, symmetrical=True),
+            cll.And(cll.JaroWinklerLevel(given, 0.92), cll.JaroWinklerLevel(family, 0.92)),
+            reversed_jw(0.92),
+            cll.And(cll.JaroWinklerLevel(given, 0.8), cll.JaroWinklerLevel(family, 0.8)),
+            cll.And(either_null(given), cll.JaroWinklerLevel(family, 0.92)).configure(
+                label_for_charts="family name matches, given name missing"
+            ),
+            cll.And(either_null(family), cll.JaroWinklerLevel(given, 0.92)).configure(
+                label_for_charts="given name matches, family name missing"
+            ),
+            cll.ExactMatchLevel(family).configure(
+                tf_adjustment_column=family,
+                label_for_charts="family name matches, given name differs",
+            ),
+            cll.ExactMatchLevel(given).configure(
+                tf_adjustment_column=given,
+                label_for_charts="given name matches, family name differs",
+            ),
+            cll.ElseLevel(),
+        ],
+    )
+
+
+def _date_of_birth() -> cl.CustomComparison:
+    dob = "date_of_birth"
+    return cl.CustomComparison(
+        output_column_name=dob,
+        comparison_levels=[
+            cll.NullLevel(dob),
+            cll.ExactMatchLevel(dob),
+            cll.CustomLevel(
+                "levenshtein(strftime(date_of_birth_l, '%Y%m%d'), "
+                "strftime(date_of_birth_r, '%Y%m%d')) <= 1",
+                "one digit different",
+            ),
+            cll.CustomLevel(
+                "year(date_of_birth_l) = year(date_of_birth_r) "
+                "AND month(date_of_birth_l) = day(date_of_birth_r) "
+                "AND day(date_of_birth_l) = month(date_of_birth_r)",
+                "day and month transposed",
+            ),
+            cll.AbsoluteDateDifferenceLevel(dob, input_is_string=False, threshold=1, metric="year"),
+            cll.ElseLevel(),
+        ],
+    )
+
+
+def _location() -> cl.CustomComparison:
+    """Postcode and address as one comparison: they are correlated evidence of one thing."""
+    return cl.CustomComparison(
+        output_column_name="location",
+        comparison_levels=[
+            cll.And(
+                cll.Or(cll.NullLevel("postcode"), cll.NullLevel("address")),
+                cll.Not(cll.ExactMatchLevel("postcode")),
+                cll.Not(cll.ExactMatchLevel("address")),
+            ).configure(is_null_level=True),
+            cll.And(cll.ExactMatchLevel("postcode"), cll.JaroWinklerLevel("address", 0.9)),
+            cll.ExactMatchLevel("postcode"),
+            cll.JaroWinklerLevel("address", 0.9),
+            cll.ExactMatchLevel("postcode_district"),
+            cll.ElseLevel(),
+        ],
+    )
+
+
+def _identifier(scheme: str) -> cl.CustomComparison:
+    col = identifier_column(scheme)
+    return cl.CustomComparison(
+        output_column_name=col,
+        comparison_levels=[
+            cll.NullLevel(col),
+            cll.ExactMatchLevel(col),
+            cll.DamerauLevenshteinLevel(col, 1),
+            cll.ElseLevel(),
+        ],
+    )
+
+
+def build_settings(fields: tuple[str, ...], schemes: tuple[str, ...]) -> SettingsCreator:
+    """Splink settings comparing the given canonical fields and identifier schemes."""
+    comparisons: list[Any] = []
+    for f in fields:
+        if f == "name":
+            comparisons.append(_names())
+        elif f == "date_of_birth":
+            comparisons.append(_date_of_birth())
+        elif f == "sex":
+            comparisons.append(cl.ExactMatch("sex"))
+        elif f == "location":
+            comparisons.append(_location())
+    comparisons.extend(_identifier(s) for s in schemes)
+    return SettingsCreator(
+        link_type="dedupe_only",
+        unique_id_column_name="record_key",
+        comparisons=comparisons,
+        blocking_rules_to_generate_predictions=blocking_rules(fields, schemes),
+        retain_intermediate_calculation_columns=True,
+        retain_matching_columns=True,
+        additional_columns_to_retain=["agency"],
+    )
+
+
+def blocking_rules(fields: tuple[str, ...], schemes: tuple[str, ...]) -> list[Any]:
+    """Candidate pairs: any shared trusted identifier, or two of name / birth date / postcode."""
+    rules: list[Any] = [block_on(identifier_column(s)) for s in schemes]
+    has = set(fields)
+    if {"name", "date_of_birth"} <= has:
+        rules.append(block_on("family_name", "date_of_birth"))
+        rules.append(block_on("given_name", "date_of_birth"))
+    if "name" in has:
+        rules.append(block_on("given_name", "family_name"))
+    if {"location", "name"} <= has:
+        rules.append(block_on("postcode", "given_name"))
+        rules.append(block_on("postcode", "family_name"))
+    if "location" in has:
+        rules.append(block_on("address"))
+    if {"location", "date_of_birth"} <= has:
+        rules.append(block_on("postcode", "date_of_birth"))
+    return rules
+
+
+def _fill_rates(con: duckdb.DuckDBPyConnection, table: str, schemes: list[str]) -> dict[str, float]:
+    cols = {
+        "name": "coalesce(given_name, family_name)",
+        "date_of_birth": "date_of_birth",
+        "sex": "sex",
+        "location": "coalesce(postcode, address)",
+        **{s: identifier_column(s) for s in schemes},
+    }
+    select = ", ".join(f"avg(({expr}) IS NOT NULL::INT)" for expr in cols.values())
+    row = con.sql(f"SELECT {select} FROM {table}").fetchall()[0]
+    return {k: float(v or 0.0) for k, v in zip(cols, row, strict=True)}
+
+
+def train_model(
+    con: duckdb.DuckDBPyConnection, table: str, config: ProjectConfig, version: str | None = None
+) -> ModelArtefact:
+    """Train a model on the standardised records in ``table`` and save it as a new version.
+
+    u is estimated by random sampling, m and the match prior by expectation maximisation.
+    """
+    started = time.monotonic()
+    schemes = [s for s, spec in sorted(config.identifiers.items()) if spec.compare]
+    fill = _fill_rates(con, table, schemes)
+    fields = tuple(f for f in MODEL_FIELDS if fill[f] >= MIN_FILL)
+    used_schemes = tuple(s for s in schemes if fill[s] >= MIN_FILL)
+    if len(fields) + len(used_schemes) < 2:
+        raise ModelError(
+            f"the training data hold too few fields to link on (fill rates: {fill}); "
+            "map at least names and a date of birth or an identifier"
+        )
+    settings = build_settings(fields, used_schemes)
+    db_api = DuckDBAPI(connection=con)
+    linker = Linker(db_api.register(table, dataset_display_name="records"), settings)
+    deterministic: list[Any] = [block_on(identifier_column(s)) for s in used_schemes]
+    if {"name", "date_of_birth"} <= set(fields):
+        deterministic.append(block_on("given_name", "family_name", "date_of_birth"))
+    linker.training.estimate_probability_two_random_records_match(deterministic, recall=0.8)
+    linker.training.estimate_u_using_random_sampling(
+        max_pairs=config.model.max_pairs_u, seed=config.model.seed
+    )
+    for rule in _em_blocks(fields, used_schemes):
+        linker.training.estimate_parameters_using_expectation_maximisation(rule)
+
+    version = version or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = config.model.dir / version
+    out.mkdir(parents=True, exist_ok=False)
+    artefact = ModelArtefact(out, version, fields, used_schemes)
+    linker.misc.save_model_to_json(str(artefact.settings_path), overwrite=True)
+    n_records = con.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+    metadata = {
+        "version": version,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "fields": list(fields),
+        "identifier_schemes": list(used_schemes),
+        "training_data": {
+            "records": n_records,
+            "fill_rates": {k: round(v, 4) for k, v in fill.items()},
+            "max_pairs_u": config.model.max_pairs_u,
+            "seed": config.model.seed,
+        },
+        "training_seconds": round(time.monotonic() - started, 1),
+        "versions": {
+            "splink": splink.__version__,
+            "duckdb": duckdb.__version__,
+            "python": platform.python_version(),
+        },
+    }
+    (out / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    log.info(
+        "trained model %s on %d records in %.1fs", version, n_records, time.monotonic() - started
+    )
+    return artefact
+
+
+def _em_blocks(fields: tuple[str, ...], schemes: tuple[str, ...]) -> list[Any]:
+    """EM sessions so that every comparison is estimated in at least one of them."""
+    has = set(fields)
+    blocks: list[Any] = []
+    if "date_of_birth" in has:
+        blocks.append(block_on("date_of_birth"))
+    if "name" in has:
+        blocks.append(block_on("given_name", "family_name"))
+    elif schemes:
+        blocks.append(block_on(identifier_column(schemes[0])))
+    if not blocks:
+        raise ModelError("cannot train: map a date of birth, or both name fields")
+    return blocks
+
+
+def load_model(config: ProjectConfig) -> ModelArtefact:
+    """The configured model version, or the newest one.
+
+    Raises:
+        ModelError: when there is no model yet, with the command that trains one.
+    """
+    root = config.model.dir
+    versions = (
+        sorted(p for p in root.glob("*") if (p / "metadata.json").exists()) if root.exists() else []
+    )
+    if config.model.version:
+        versions = [p for p in versions if p.name == config.model.version]
+        if not versions:
+            raise ModelError(
+                f"model version {config.model.version!r} not found in {root}; "
+                "remove `model.version` to use the newest or run `linkage train`"
+            )
+    if not versions:
+        raise ModelError(
+            f"no trained model in {root}; run `linkage train --config {config.config_path}`"
+        )
+    path = versions[-1]
+    meta = json.loads((path / "metadata.json").read_text())
+    return ModelArtefact(
+        path, meta["version"], tuple(meta["fields"]), tuple(meta["identifier_schemes"])
+    )

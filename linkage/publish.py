@@ -1,0 +1,277 @@
+"""Publish a linked run as an immutable DuckDB release; switch ``current.duckdb`` to it atomically.
+
+Layout of ``paths.index_dir``::
+
+    releases/<run_id>.duckdb   one read-only (0444) file per published run
+    current.duckdb             symlink to the current release; replaced with one rename()
+
+A reader that opened the previous release keeps reading it; a new connection sees the new one.
+A run that fails before the rename leaves ``current.duckdb`` untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from linkage.db import quote, sql_str
+from linkage.errors import PublishError
+
+log = logging.getLogger(__name__)
+
+CURRENT = "current.duckdb"
+RELEASES = "releases"
+
+# Documented in docs/index-tables.md; the order here is the order of the columns.
+PERSON_ATTRIBUTES = ("given_name", "family_name", "date_of_birth", "sex", "postcode")
+
+
+@dataclass(frozen=True)
+class ExtractSummary:
+    """One agency's figures for the run record (counts only)."""
+
+    agency: str
+    source: str
+    sha256: str | None
+    delivered: int
+    accepted: int
+    quarantined: int
+    blank_lines: int
+    duplicates: int
+    standardised: int
+    flags: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    started_at: datetime
+    config_path: str
+    model_version: str
+    trained_this_run: bool
+    cluster_threshold: float
+    extracts: tuple[ExtractSummary, ...]
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    release_path: Path
+    current_path: Path
+    records: int
+    persons: int
+    links: int
+
+
+def current_release(index_dir: Path) -> Path | None:
+    """The file ``current.duckdb`` points to, or None before the first publish."""
+    link = index_dir / CURRENT
+    return link.resolve() if link.exists() else None
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _check_books(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
+    """Refuse to publish when any record is unaccounted for."""
+    problems = []
+    for e in run.extracts:
+        if e.delivered != e.accepted + e.quarantined + e.blank_lines + e.duplicates:
+            problems.append(
+                f"{e.agency}: delivered {e.delivered} != accepted {e.accepted} + quarantined "
+                f"{e.quarantined} + blank lines {e.blank_lines} + duplicates {e.duplicates}"
+            )
+        if e.accepted != e.standardised:
+            problems.append(f"{e.agency}: accepted {e.accepted} but standardised {e.standardised}")
+    counts = dict(con.sql("SELECT agency, count(*) FROM records GROUP BY agency").fetchall())
+    for e in run.extracts:
+        if counts.get(e.agency, 0) != e.standardised:
+            problems.append(
+                f"{e.agency}: {e.standardised} standardised records but "
+                f"{counts.get(e.agency, 0)} in the linked records"
+            )
+    (unclustered,) = con.sql(
+        "SELECT count(*) FROM records r ANTI JOIN clusters c USING (record_key)"
+    ).fetchall()[0]
+    if unclustered:
+        problems.append(f"{unclustered} linked records have no cluster")
+    if problems:
+        raise PublishError(
+            "the run's books do not balance, nothing published: " + "; ".join(problems)
+        )
+
+
+def publish(
+    con: duckdb.DuckDBPyConnection, index_dir: Path, run: RunRecord, finished_at: datetime
+) -> PublishResult:
+    """Write the release from the work tables ``records``, ``pairs`` and ``clusters``, then switch.
+
+    Raises:
+        PublishError: when the books do not balance or the release would be inconsistent.
+    """
+    _check_books(con, run)
+    releases = index_dir / RELEASES
+    releases.mkdir(parents=True, exist_ok=True)
+    final = releases / f"{run.run_id}.duckdb"
+    partial = releases / f".{run.run_id}.duckdb.partial"
+    if final.exists():
+        raise PublishError(f"release {final} already exists; run ids must be unique")
+    for stale in (partial, partial.with_name(partial.name + ".wal")):
+        stale.unlink(missing_ok=True)
+    previous = current_release(index_dir)
+
+    con.execute(f"ATTACH {sql_str(partial)} AS rel")
+    try:
+        _build_release(con, run, finished_at, previous)
+        records, persons, links = con.sql(
+            "SELECT (SELECT count(*) FROM rel.records), (SELECT count(*) FROM rel.persons), "
+            "(SELECT count(*) FROM rel.links WHERE linked)"
+        ).fetchall()[0]
+    finally:
+        con.execute("DETACH rel")
+    if partial.with_name(partial.name + ".wal").exists():
+        raise PublishError(f"{partial} still has a write-ahead log after closing; not published")
+
+    with open(partial, "rb") as f:
+        os.fsync(f.fileno())
+    os.chmod(partial, 0o444)
+    os.replace(partial, final)
+    tmp_link = index_dir / f".{CURRENT}.{run.run_id}"
+    tmp_link.unlink(missing_ok=True)
+    tmp_link.symlink_to(Path(RELEASES) / final.name)
+    os.replace(tmp_link, index_dir / CURRENT)
+    _fsync_dir(releases)
+    _fsync_dir(index_dir)
+    log.info("published %s: %d records, %d persons, %d links", final, records, persons, links)
+    return PublishResult(final, index_dir / CURRENT, records, persons, links)
+
+
+def _build_release(
+    con: duckdb.DuckDBPyConnection, run: RunRecord, finished_at: datetime, previous: Path | None
+) -> None:
+    id_cols = [
+        r[0]
+        for r in con.sql(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = 'records' AND table_catalog = current_database() "
+            "AND column_name LIKE 'id\\_%' ESCAPE '\\' ORDER BY column_name"
+        ).fetchall()
+    ]
+    ids = "".join(f", r.{quote(c)}" for c in id_cols)
+    con.execute(f"""
+        CREATE TABLE rel.records AS
+        WITH person AS (
+            SELECT cluster_id,
+                   'P' || substr(sha256(min(record_key)), 1, 12) AS person_id
+            FROM clusters GROUP BY cluster_id
+        )
+        SELECT p.person_id, r.record_key, r.agency, r.source_record_id,
+               r.given_name, r.middle_names, r.family_name, r.date_of_birth, r.dob_precision,
+               r.sex, r.address, r.postcode {ids}, r.quality_flags
+        FROM records r
+        JOIN clusters c USING (record_key)
+        JOIN person p USING (cluster_id)
+        ORDER BY p.person_id, r.record_key
+    """)
+    # Survivorship: each attribute is the value held by most of the person's records;
+    # ties go to the value from the alphabetically first agency, then the smallest value.
+    attrs = ",\n".join(
+        f"(SELECT {a} FROM (SELECT {a}, count(*) AS n, min(agency) AS ag FROM rel.records x "
+        f"WHERE x.person_id = p.person_id AND {a} IS NOT NULL GROUP BY {a}) "
+        f"ORDER BY n DESC, ag, {a} LIMIT 1) AS {a}"
+        for a in PERSON_ATTRIBUTES
+    )
+    con.execute(f"""
+        CREATE TABLE rel.persons AS
+        SELECT p.person_id, p.record_count, p.agency_count, p.agencies,
+               {attrs}
+        FROM (
+            SELECT person_id, count(*) AS record_count, count(DISTINCT agency) AS agency_count,
+                   list(DISTINCT agency ORDER BY agency) AS agencies
+            FROM rel.records GROUP BY person_id
+        ) p
+        ORDER BY p.person_id
+    """)
+    detail_cols = [
+        r[0]
+        for r in con.sql(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = 'pairs' AND table_catalog = current_database() "
+            "AND (column_name LIKE 'gamma\\_%' ESCAPE '\\' "
+            "OR column_name LIKE 'mw\\_%' ESCAPE '\\' "
+            "OR column_name LIKE 'bf\\_%' ESCAPE '\\') ORDER BY ordinal_position"
+        ).fetchall()
+    ]
+    details = "".join(f", p.{quote(c)}" for c in detail_cols)
+    con.execute(
+        f"""
+        CREATE TABLE rel.links AS
+        SELECT rl.person_id AS person_id_l, rr.person_id AS person_id_r,
+               p.record_key_l, p.record_key_r, p.match_weight, p.match_probability,
+               p.match_probability >= ? AS linked {details}
+        FROM pairs p
+        JOIN rel.records rl ON rl.record_key = p.record_key_l
+        JOIN rel.records rr ON rr.record_key = p.record_key_r
+        ORDER BY p.record_key_l, p.record_key_r
+        """,
+        [run.cluster_threshold],
+    )
+    con.execute(
+        "CREATE VIEW rel.crosswalk AS SELECT agency, source_record_id, person_id FROM records"
+    )
+    con.execute("""
+        CREATE TABLE rel.runs (
+            run_id VARCHAR PRIMARY KEY, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ,
+            config_path VARCHAR, model_version VARCHAR, trained_this_run BOOLEAN,
+            cluster_threshold DOUBLE, records BIGINT, persons BIGINT, links BIGINT
+        )""")
+    con.execute("""
+        CREATE TABLE rel.extracts (
+            run_id VARCHAR, agency VARCHAR, source VARCHAR, sha256 VARCHAR, delivered BIGINT,
+            accepted BIGINT, quarantined BIGINT, blank_lines BIGINT, duplicates BIGINT,
+            standardised BIGINT, quality_flags JSON, PRIMARY KEY (run_id, agency)
+        )""")
+    if previous is not None:
+        con.execute(f"ATTACH {sql_str(previous)} AS prev (READ_ONLY)")
+        try:
+            con.execute("INSERT INTO rel.runs SELECT * FROM prev.runs")
+            con.execute("INSERT INTO rel.extracts SELECT * FROM prev.extracts")
+        finally:
+            con.execute("DETACH prev")
+    records, persons, links = con.sql(
+        "SELECT (SELECT count(*) FROM rel.records), (SELECT count(*) FROM rel.persons), "
+        "(SELECT count(*) FROM rel.links WHERE linked)"
+    ).fetchall()[0]
+    con.execute(
+        "INSERT INTO rel.runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            run.run_id,
+            run.started_at,
+            finished_at,
+            run.config_path,
+            run.model_version,
+            run.trained_this_run,
+            run.cluster_threshold,
+            records,
+            persons,
+            links,
+        ],
+    )
+    for e in run.extracts:
+        row: dict[str, Any] = asdict(e)
+        flags = json.dumps(row.pop("flags"), sort_keys=True)
+        con.execute(
+            "INSERT INTO rel.extracts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [run.run_id, *row.values(), flags],
+        )

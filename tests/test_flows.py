@@ -1,0 +1,132 @@
+"""Real Prefect flow runs (ephemeral test server) over a small demo project, and the deployment."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+from linkage.config import DEMO_CONFIG, load_config
+from linkage.demo.generate import generate_demo
+from linkage.evaluate import evaluate
+from linkage.publish import current_release
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture(scope="session")
+def demo_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo config, pointed at 1,500 generated persons in a temporary folder."""
+    root = tmp_path_factory.mktemp("demo")
+    data = root / "data"
+    generate_demo(data, persons=1_500, seed=7)
+    doc = yaml.safe_load(DEMO_CONFIG.read_text())
+    doc["paths"] = {k: str(root / "out" / k) for k in ("index_dir", "work_dir", "reports_dir")}
+    doc["duckdb"]["temp_directory"] = str(root / "out" / "tmp")
+    doc["model"]["dir"] = str(root / "out" / "models")
+    for a in doc["agencies"]:
+        a["contract"] = str((DEMO_CONFIG.parent / a["contract"]).resolve())
+        a["source"]["path"] = str(data / Path(a["source"]["path"]).name)
+    path = root / "linkage.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def test_nightly_flow_trains_on_first_run_then_reuses_the_model(
+    prefect_server: None, demo_project: Path
+) -> None:
+    from flows.nightly import nightly
+
+    first = nightly(str(demo_project))
+    assert first.trained_this_run
+    cfg = load_config(demo_project)
+    release = current_release(cfg.paths.index_dir)
+    assert release is not None and release.name == f"{first.run_id}.duckdb"
+    assert os.stat(release).st_mode & 0o777 == 0o444
+
+    with duckdb.connect(str(release), read_only=True) as con:
+        delivered = dict(con.sql("SELECT agency, accepted FROM extracts").fetchall())
+        published = dict(con.sql("SELECT agency, count(*) FROM records GROUP BY agency").fetchall())
+        assert delivered == published and len(published) == 4
+        assert con.sql("SELECT count(*) FROM crosswalk").fetchall()[0][0] == first.records
+
+    second = nightly(str(demo_project))
+    assert not second.trained_this_run and second.model_version == first.model_version
+    release2 = current_release(cfg.paths.index_dir)
+    assert release2 is not None and release2 != release and release.exists()  # old one kept
+    with duckdb.connect(str(release2), read_only=True) as con:
+        assert [r[0] for r in con.sql("SELECT run_id FROM runs ORDER BY run_id").fetchall()] == [
+            first.run_id,
+            second.run_id,
+        ]
+    ev = evaluate(release2, demo_project.parent / "data" / "truth.csv")
+    assert ev.pairwise_precision > 0.9 and ev.pairwise_recall > 0.9
+
+
+def test_nightly_deployment_exists_with_its_cron_schedule(
+    prefect_server: None, demo_project: Path
+) -> None:
+    from prefect.client.orchestration import get_client
+
+    from flows.deploy import nightly_deployment
+
+    cfg = load_config(demo_project)
+    deployment_id = nightly_deployment(cfg).apply()
+
+    async def read() -> tuple[str, list[str], list[str]]:
+        async with get_client() as client:
+            d = await client.read_deployment(deployment_id)
+            return (
+                d.name,
+                [s.schedule.cron for s in d.schedules],
+                [s.schedule.timezone for s in d.schedules],
+            )
+
+    name, crons, zones = asyncio.run(read())
+    assert name == cfg.project
+    assert crons == ["0 2 * * *"] and zones == ["Europe/London"]
+
+
+def test_a_second_run_exits_75_while_one_holds_the_lock(demo_project: Path) -> None:
+    cfg = load_config(demo_project)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from linkage.lock import run_lock\n"
+            "with run_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)",
+            str(cfg.paths.index_dir),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        linkage = shutil.which("linkage", path=str(Path(sys.executable).parent))
+        assert linkage
+        done = subprocess.run(
+            [linkage, "run", "--config", str(demo_project)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 75, done.stderr
+        assert "another run" in done.stderr and "holds" in done.stderr
+    finally:
+        holder.kill()
