@@ -12,10 +12,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-import yaml
 
-from linkage.config import DEMO_CONFIG, load_config
-from linkage.demo.generate import generate_demo
+from linkage.config import load_config
 from linkage.evaluate import evaluate
 from linkage.publish import current_release
 
@@ -28,24 +26,6 @@ def prefect_server() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=180):
         yield
-
-
-@pytest.fixture(scope="session")
-def demo_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo config, pointed at 1,500 generated persons in a temporary folder."""
-    root = tmp_path_factory.mktemp("demo")
-    data = root / "data"
-    generate_demo(data, persons=1_500, seed=7)
-    doc = yaml.safe_load(DEMO_CONFIG.read_text())
-    doc["paths"] = {k: str(root / "out" / k) for k in ("index_dir", "work_dir", "reports_dir")}
-    doc["duckdb"]["temp_directory"] = str(root / "out" / "tmp")
-    doc["model"]["dir"] = str(root / "out" / "models")
-    for a in doc["agencies"]:
-        a["contract"] = str((DEMO_CONFIG.parent / a["contract"]).resolve())
-        a["source"]["path"] = str(data / Path(a["source"]["path"]).name)
-    path = root / "linkage.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
 
 
 def test_nightly_flow_trains_on_first_run_then_reuses_the_model(

@@ -1,0 +1,282 @@
+"""The library's steps end to end, without Prefect: books, releases, analyst SQL, onboarding."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from flows.cli import app
+from linkage import pipeline
+from linkage.config import ProjectConfig, load_config
+from linkage.db import connect
+from linkage.errors import PublishError
+from linkage.evaluate import evaluate
+from linkage.publish import RunRecord, current_release, publish
+from tests.conftest import make_demo_project
+
+
+def run_steps(config: ProjectConfig) -> pipeline.RunSummary:
+    """The nightly flow's steps in order, as plain calls."""
+    run = pipeline.new_run(config)
+    extracts = [pipeline.extract(config, a.name, run) for a in config.agencies]
+    standardised = [
+        pipeline.standardise(config, a.name, e, run)
+        for a, e in zip(config.agencies, extracts, strict=True)
+    ]
+    model, trained = pipeline.model_for_run(config, standardised, run)
+    linked = pipeline.link(config, model, standardised, run)
+    published = pipeline.publish_run(config, run, model, trained, extracts, standardised, linked)
+    return pipeline.write_summary(config, run, model, trained, extracts, linked, published)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pipeline.RunSummary]:
+    path = make_demo_project(tmp_path_factory.mktemp("pipeline"), persons=1_200, seed=3)
+    return path, run_steps(load_config(path))
+
+
+def test_every_accepted_row_is_published_once(project: tuple[Path, pipeline.RunSummary]) -> None:
+    path, summary = project
+    release = current_release(load_config(path).paths.index_dir)
+    assert release is not None
+    with duckdb.connect(str(release), read_only=True) as con:
+        books = con.sql(
+            "SELECT agency, delivered, accepted, quarantined, blank_lines, duplicates, "
+            "standardised "
+            "FROM extracts"
+        ).fetchall()
+        for _, delivered, accepted, quarantined, blank, dupes, standardised in books:
+            assert delivered == accepted + quarantined + blank + dupes
+            assert accepted == standardised
+        per_agency = dict(con.sql("SELECT agency, count(*) FROM records GROUP BY ALL").fetchall())
+        assert per_agency == {b[0]: b[6] for b in books}
+        (dupe_keys,) = con.sql(
+            "SELECT count(*) - count(DISTINCT record_key) FROM records"
+        ).fetchall()[0]
+        assert dupe_keys == 0
+        (persons,) = con.sql("SELECT count(DISTINCT person_id) FROM records").fetchall()[0]
+        assert persons == summary.persons
+    with open(path.parent / "data" / "truth.csv") as f:
+        assert sum(1 for _ in csv.DictReader(f)) == summary.records
+
+
+def test_summary_holds_counts_and_paths_only(project: tuple[Path, pipeline.RunSummary]) -> None:
+    _, summary = project
+    saved = json.loads(Path(summary.summary_path).read_text())
+    names = pl.read_csv(project[0].parent / "data" / "nhs_trust.csv", infer_schema=False)
+    text = json.dumps(saved)
+    for surname in names["surname"].drop_nulls().unique().head(50):
+        assert f'"{surname}"' not in text
+    assert saved["persons"] == summary.persons
+    out = pipeline.format_summary(summary)
+    assert "nhs_trust" in out and "linkage sql" in out and str(summary.persons) in out
+
+
+def test_release_is_read_only_and_current_points_to_it(
+    project: tuple[Path, pipeline.RunSummary],
+) -> None:
+    path, summary = project
+    index = load_config(path).paths.index_dir
+    link = index / "current.duckdb"
+    assert link.is_symlink() and os.readlink(link) == f"releases/{summary.run_id}.duckdb"
+    assert os.stat(link).st_mode & 0o777 == 0o444
+    assert not list((index / "releases").glob(".*partial*"))
+
+
+def test_unbalanced_books_publish_nothing(
+    project: tuple[Path, pipeline.RunSummary], tmp_path: Path
+) -> None:
+    path, summary = project
+    config = load_config(path)
+    before = current_release(config.paths.index_dir)
+    work_db = Path(config.paths.work_dir) / summary.run_id / "work.duckdb"
+    con = connect(work_db, config)
+    try:
+        with duckdb.connect(str(before), read_only=True) as rel:
+            rows = rel.sql(
+                "SELECT agency, source, sha256, delivered, accepted, quarantined, blank_lines, "
+                "duplicates, standardised FROM extracts"
+            ).fetchall()
+        from linkage.publish import ExtractSummary
+
+        extracts = tuple(ExtractSummary(*r) for r in rows)
+        lost_one = replace(extracts[0], delivered=extracts[0].delivered + 1)
+        record = RunRecord(
+            run_id="unbalanced",
+            started_at=datetime.now(UTC),
+            config_path=str(path),
+            model_version="m",
+            trained_this_run=False,
+            cluster_threshold=0.99,
+            extracts=(lost_one, *extracts[1:]),
+        )
+        with pytest.raises(PublishError, match="books do not balance"):
+            publish(con, config.paths.index_dir, record, datetime.now(UTC))
+    finally:
+        con.close()
+    assert current_release(config.paths.index_dir) == before
+    assert not (config.paths.index_dir / "releases" / "unbalanced.duckdb").exists()
+
+
+def test_a_reader_keeps_its_release_while_a_new_one_is_published(tmp_path: Path) -> None:
+    path = make_demo_project(tmp_path, persons=300, seed=5)
+    config = load_config(path)
+    first = run_steps(config)
+    old = current_release(config.paths.index_dir)
+    reader = duckdb.connect(str(old), read_only=True)
+    try:
+        second = run_steps(config)
+        assert reader.sql("SELECT max(run_id) FROM runs").fetchall()[0][0] == first.run_id
+        new = current_release(config.paths.index_dir)
+        assert new != old
+        with duckdb.connect(str(new), read_only=True) as con:
+            assert con.sql("SELECT max(run_id) FROM runs").fetchall()[0][0] == second.run_id
+    finally:
+        reader.close()
+
+
+# --- analyst SQL ----------------------------------------------------------------------------------
+
+runner = CliRunner()
+
+
+def sql(path: Path, *args: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["sql", "--config", str(path), *args])
+    return result.exit_code, result.output + (str(result.exception) if result.exception else "")
+
+
+def test_sql_prints_table_csv_and_json(project: tuple[Path, pipeline.RunSummary]) -> None:
+    path, summary = project
+    q = "SELECT count(*) AS n FROM persons"
+    code, out = sql(path, q)
+    assert code == 0 and out.split("\n")[0].strip() == "n" and str(summary.persons) in out
+    code, out = sql(path, q, "--format", "csv")
+    assert code == 0 and out.splitlines() == ["n", str(summary.persons)]
+    code, out = sql(path, q, "-f", "json")
+    assert code == 0 and json.loads(out) == [{"n": summary.persons}]
+    code, out = sql(path, "SELECT person_id FROM persons", "--limit", "3", "-f", "csv")
+    assert code == 0 and len(out.splitlines()) == 4
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "CREATE TABLE x AS SELECT 1",
+        "DELETE FROM persons",
+        "SELECT * FROM read_text('/etc/passwd')",
+        "COPY persons TO '/tmp/linkage-leak.csv'",
+        "SET enable_external_access = true",
+    ],
+)
+def test_sql_cannot_write_or_reach_files(
+    project: tuple[Path, pipeline.RunSummary], query: str
+) -> None:
+    code, out = sql(project[0], query)
+    assert code != 0
+    assert not Path("/tmp/linkage-leak.csv").exists()
+
+
+# --- onboarding -----------------------------------------------------------------------------------
+
+HOUSING_CONTRACT = """
+apiVersion: v3.1.0
+kind: DataContract
+id: urn:datacontract:test:housing
+name: Housing tenants extract
+version: 1.0.0
+status: active
+schema:
+  - name: housing_tenants
+    properties:
+      - {name: tenant_ref, logicalType: string, required: true, unique: true}
+      - {name: tenant_forename, logicalType: string}
+      - {name: tenant_surname, logicalType: string}
+      - {name: birth_mmddyyyy, logicalType: string}
+      - {name: gender_code, logicalType: string}
+      - {name: flat_no, logicalType: string}
+      - {name: house_no, logicalType: string}
+      - {name: street_name, logicalType: string}
+      - {name: post_code, logicalType: string}
+      - {name: nhs, logicalType: string}
+"""
+
+HOUSING_AGENCY = {
+    "name": "housing",
+    "contract": "housing.yaml",
+    "source": {"kind": "csv", "path": "housing.csv", "delimiter": "|"},
+    "mapping": {
+        "source_record_id": "tenant_ref",
+        "given_name": "tenant_forename",
+        "family_name": "tenant_surname",
+        "date_of_birth": {"column": "birth_mmddyyyy", "format": "%m%d%Y"},
+        "sex": {"column": "gender_code", "codes": {"1": "M", "2": "F", "0": None}},
+        "address": {"columns": ["flat_no", "house_no", "street_name"], "separator": " "},
+        "postcode": "post_code",
+        "identifiers": {"nhs_number": "nhs"},
+    },
+}
+
+
+def test_a_new_agency_is_onboarded_with_config_and_a_contract_only(tmp_path: Path) -> None:
+    """A housing extract with other column names, a split address, MMDDYYYY dates, 1/2 sex codes
+    and a pipe delimiter: its tenants are social-care clients, and must link to them."""
+    path = make_demo_project(tmp_path, persons=1_000, seed=9)
+    care = pl.read_csv(tmp_path / "data" / "social_care.csv", infer_schema=False).head(120)
+    dob = care["dob"].str.strptime(pl.Date, "%d/%m/%Y", strict=False)
+    housing = care.select(
+        tenant_ref=pl.lit("H") + pl.col("case_ref").str.slice(2),
+        tenant_forename=pl.col("first_name"),
+        tenant_surname=pl.col("last_name"),
+        birth_mmddyyyy=dob.dt.strftime("%m%d%Y"),
+        gender_code=pl.col("sex").replace_strict({"M": "1", "F": "2"}, default="0"),
+        flat_no=pl.col("flat"),
+        house_no=pl.col("house_number"),
+        street_name=pl.col("street"),
+        post_code=pl.col("post_code").str.to_lowercase(),
+        nhs=pl.col("nhs_no"),
+    )
+    housing.write_csv(tmp_path / "housing.csv", separator="|")
+    (tmp_path / "housing.yaml").write_text(HOUSING_CONTRACT)
+    doc = yaml.safe_load(path.read_text())
+    doc["agencies"].append(HOUSING_AGENCY)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    config = load_config(path)
+    summary = run_steps(config)
+    housing_books = next(e for e in summary.extracts if e["agency"] == "housing")
+    assert housing_books["accepted"] == 120 and housing_books["quarantined"] == 0
+
+    release = current_release(config.paths.index_dir)
+    assert release is not None
+    with duckdb.connect(str(release), read_only=True) as con:
+        same_values = con.sql("""
+            SELECT count(*) FROM records h JOIN records c
+              ON h.agency = 'housing' AND c.agency = 'social_care'
+             AND c.source_record_id = 'SC' || substr(h.source_record_id, 2)
+            WHERE h.given_name IS NOT DISTINCT FROM c.given_name
+              AND h.family_name IS NOT DISTINCT FROM c.family_name
+              AND h.date_of_birth IS NOT DISTINCT FROM c.date_of_birth
+              AND h.sex IS NOT DISTINCT FROM c.sex
+              AND h.postcode IS NOT DISTINCT FROM c.postcode
+              AND h.id_nhs_number IS NOT DISTINCT FROM c.id_nhs_number
+        """).fetchall()[0][0]
+        same_person = con.sql("""
+            SELECT count(*) FROM crosswalk h JOIN crosswalk c
+              ON c.agency = 'social_care' AND h.agency = 'housing'
+             AND c.source_record_id = 'SC' || substr(h.source_record_id, 2)
+             AND c.person_id = h.person_id
+        """).fetchall()[0][0]
+    assert same_values == 120  # the mapping gives the very same canonical record
+    assert same_person >= 114  # >= 95% of tenants linked to the care record they came from
+    truth = evaluate(release, tmp_path / "data" / "truth.csv")
+    assert truth.published_records_not_in_truth == 120  # the new agency is not in the demo truth
