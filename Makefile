@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test test-fast lint typecheck bench clean lock
+.PHONY: setup run test test-fast lint typecheck bench clean lock docs
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version.split()[0]'
@@ -42,3 +42,7 @@ lock:
 
 clean:
 	rm -rf out/ data/demo/ .pytest_cache
+
+## Regenerate the generated docs (a test fails when they drift from the code).
+docs: setup
+	$(BIN)/python -c "from schemas.canonical import render_markdown as r; open('docs/canonical-record.md', 'w').write(r())"

@@ -59,6 +59,7 @@ def predict_and_cluster(
     linker = Linker(
         db_api.register("records", dataset_display_name="records"),
         str(model.settings_path),
+        log_level=logging.WARNING,  # Splink's INFO chatter is not for a nightly log
     )
     predictions = linker.inference.predict(threshold_match_probability=predict_threshold)
     con.execute(f"CREATE OR REPLACE TABLE pairs AS SELECT * FROM {predictions.physical_name}")

@@ -112,3 +112,28 @@ IDENTIFIER_PREFIX = "id_"
 def identifier_column(scheme: str) -> str:
     """Name of the canonical column that holds identifier ``scheme``."""
     return f"{IDENTIFIER_PREFIX}{scheme}"
+
+
+def render_markdown() -> str:
+    """``docs/canonical-record.md``: the canonical record, field by field (generated; see tests)."""
+    lines = [
+        "# The canonical person record",
+        "",
+        "<!-- Generated from schemas/canonical.py by `make docs`; do not edit by hand. -->",
+        "",
+        "Every agency's accepted rows are mapped (by configuration) to this record before linkage.",
+        "A field a source does not hold is NULL for all its records, and the model treats it as",
+        "unknown, never as disagreement. After these fields come one `id_<scheme>` column (VARCHAR,",
+        "direct identifier) per identifier scheme declared in the project config, validated per the",
+        "scheme's `validation` (`nhs_number`: modulus 11, repdigits and the 999 test range nulled;",
+        "`ni_number`: format and unallocated prefixes; `pnc`: check letter, short form expanded;",
+        "`none`: upper case, spaces removed, placeholders nulled).",
+        "",
+        "| field | type | personal data | meaning |",
+        "| --- | --- | --- | --- |",
+    ]
+    for f in CANONICAL_FIELDS:
+        lines.append(
+            f"| `{f.name}` | {f.duckdb_type} | {f.pii.replace('_', ' ')} | {f.description} |"
+        )
+    return "\n".join(lines) + "\n"
