@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from flows.env import apply_offline_defaults
-from linkage.cli import ConfigOpt, app, config_from
+from linkage.cli import ConfigOpt, app, config_from, hand_logging_to_prefect
 from linkage.cli import main as _main
 
 apply_offline_defaults()
@@ -22,6 +22,7 @@ apply_offline_defaults()
 @app.command()
 def run(config: ConfigOpt = None) -> None:
     """Run the nightly linkage now (generates the demo extracts first when they are missing)."""
+    hand_logging_to_prefect()
     from flows.nightly import nightly
     from linkage.config import DEMO_CONFIG
     from linkage.pipeline import format_summary
@@ -30,10 +31,10 @@ def run(config: ConfigOpt = None) -> None:
     if Path(cfg.config_path) == DEMO_CONFIG.resolve():
         missing = [a for a in cfg.agencies if not Path(a.source.path).exists()]  # type: ignore[union-attr]
         if missing:
-            from linkage.cli import demo_data
+            from linkage.cli import DEMO_PERSONS, DEMO_SEED, demo_data
 
             typer.echo("demo extracts not found: generating them (linkage demo-data)")
-            demo_data(persons=10_000, seed=1, profile="default", out=None)
+            demo_data(persons=DEMO_PERSONS, seed=DEMO_SEED, profile="default", out=None)
     summary = nightly(str(cfg.config_path))
     typer.echo(format_summary(summary))
 
@@ -41,6 +42,7 @@ def run(config: ConfigOpt = None) -> None:
 @app.command()
 def train(config: ConfigOpt = None) -> None:
     """Train a new model version on the current extracts (the nightly run uses the newest)."""
+    hand_logging_to_prefect()
     from flows.train import train as train_flow
 
     cfg = config_from(config)

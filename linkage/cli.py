@@ -25,6 +25,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+# The built-in demo's size: big enough to show real linkage problems, small enough for `make run`
+# to finish in a few minutes on a 2-core machine. Larger sizes are a flag away (--persons).
+DEMO_PERSONS = 50_000
+DEMO_SEED = 1
+
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
@@ -39,8 +44,8 @@ def config_from(path: Path | None) -> ProjectConfig:
 
 @app.command("demo-data")
 def demo_data(
-    persons: Annotated[int, typer.Option(help="Number of synthetic persons.")] = 10_000,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 1,
+    persons: Annotated[int, typer.Option(help="Number of synthetic persons.")] = DEMO_PERSONS,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = DEMO_SEED,
     profile: Annotated[
         str, typer.Option(help="Generator configuration: default or alt.")
     ] = "default",
@@ -145,16 +150,24 @@ def check_config(config: ConfigOpt = None) -> None:
     typer.echo(f"{cfg.config_path}: OK ({len(cfg.agencies)} agencies)")
 
 
+_console = logging.StreamHandler(sys.stderr)
+_console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+
 def setup_logging(verbose: bool = False) -> None:
     """Our own loggers only; Splink's chatter is kept to warnings."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     for name in ("linkage", "flows"):
         lg = logging.getLogger(name)
         lg.setLevel(logging.DEBUG if verbose else logging.INFO)
-        if not lg.handlers:
-            lg.addHandler(handler)
+        if _console not in lg.handlers:
+            lg.addHandler(_console)
     logging.getLogger("splink").setLevel(logging.WARNING)
+
+
+def hand_logging_to_prefect() -> None:
+    """Inside a Prefect flow, Prefect's handlers print our loggers (and send them to its API)."""
+    for name in ("linkage", "flows"):
+        logging.getLogger(name).removeHandler(_console)
 
 
 def main(application: typer.Typer = app) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -57,6 +58,22 @@ def test_nightly_flow_trains_on_first_run_then_reuses_the_model(
         ]
     ev = evaluate(release2, demo_project.parent / "data" / "truth.csv")
     assert ev.pairwise_precision > 0.9 and ev.pairwise_recall > 0.9
+
+
+def test_train_flow_saves_a_new_version_that_the_nightly_run_then_uses(
+    prefect_server: None, demo_project: Path
+) -> None:
+    from flows.nightly import nightly
+    from flows.train import train
+    from linkage.model import load_model
+
+    cfg = load_config(demo_project)
+    before = load_model(cfg).version
+    artefact = train(str(demo_project))
+    assert artefact.version != before and load_model(cfg).version == artefact.version
+    meta = json.loads((artefact.path / "metadata.json").read_text())
+    assert meta["versions"]["splink"] and meta["training_data"]["records"] > 0
+    assert nightly(str(demo_project)).model_version == artefact.version
 
 
 def test_nightly_deployment_exists_with_its_cron_schedule(
