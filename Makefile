@@ -1,16 +1,20 @@
 # The commands people and CI use. `make run` and `make test` do all the setup themselves.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Some machines' pip config lists local package folders that do not exist: hide those warnings.
+QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
 .PHONY: setup run test test-fast lint typecheck bench clean lock docs
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version.split()[0]'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --disable-pip-version-check -q --require-hashes -r requirements.lock
-	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e .
+	$(BIN)/pip install --disable-pip-version-check -q --require-hashes -r requirements.lock 2>&1 | $(QUIET_PIP)
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e . 2>&1 | $(QUIET_PIP)
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import secrets
+import sys
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -200,6 +201,15 @@ def write_summary(
     )
     (out / "summary.json").write_text(json.dumps(asdict(summary), indent=2, default=str) + "\n")
     return summary
+
+
+def _command() -> str:
+    """How to call `linkage` from here: the venv's script, relative to the working folder."""
+    script = Path(sys.executable).with_name("linkage")
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return "linkage"
 
 
 def format_summary(s: RunSummary) -> str:
