@@ -58,8 +58,6 @@ def schedule(
     ] = True,
 ) -> None:
     """Serve the nightly flow on the project's cron schedule (Ctrl-C stops it)."""
-    from flows.deploy import nightly_deployment
-
     cfg = config_from(config)
     server = None
     if start_server and not os.environ.get("PREFECT_API_URL"):
@@ -71,7 +69,10 @@ def schedule(
         os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
         _wait_for(f"http://127.0.0.1:{port}/api/health")
         typer.echo(f"Prefect server and UI: http://127.0.0.1:{port}")
+    # Imported only now: Prefect reads PREFECT_API_URL when it is first imported.
     from prefect import serve
+
+    from flows.deploy import nightly_deployment
 
     try:
         deployment = nightly_deployment(cfg)
