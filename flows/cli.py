@@ -20,7 +20,15 @@ apply_offline_defaults()
 
 
 @app.command()
-def run(config: ConfigOpt = None) -> None:
+def run(
+    config: ConfigOpt = None,
+    override: Annotated[
+        str | None,
+        typer.Option(
+            help="Publish even if gates fail: who approved it and why (recorded with the run)."
+        ),
+    ] = None,
+) -> None:
     """Run the nightly linkage now (generates the demo extracts first when they are missing)."""
     hand_logging_to_prefect()
     from flows.nightly import nightly
@@ -35,8 +43,8 @@ def run(config: ConfigOpt = None) -> None:
 
             typer.echo("demo extracts not found: generating them (linkage demo-data)")
             demo_data(persons=DEMO_PERSONS, seed=DEMO_SEED, profile="default", out=None)
-    summary = nightly(str(cfg.config_path))
-    typer.echo(format_summary(summary))
+    record = nightly(str(cfg.config_path), override=override)
+    typer.echo(format_summary(record))
 
 
 @app.command()

@@ -9,11 +9,13 @@ from flows.env import apply_offline_defaults
 apply_offline_defaults()
 
 from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.artifacts import create_markdown_artifact  # noqa: E402
+from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
 
 from linkage import pipeline  # noqa: E402
-from linkage.config import load_config  # noqa: E402
+from linkage.config import ProjectConfig, load_config  # noqa: E402
+from linkage.gates import blocking  # noqa: E402
 from linkage.lock import run_lock  # noqa: E402
+from linkage.runlog import RunRecord  # noqa: E402
 from linkage.sources import TransientSourceError  # noqa: E402
 
 
@@ -31,35 +33,84 @@ def _transient(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's callb
 extract = task(
     name="extract", retries=3, retry_delay_seconds=[10, 60, 300], retry_condition_fn=_transient
 )(pipeline.extract)
+validate = task(name="validate")(pipeline.validate)
 standardise = task(name="standardise")(pipeline.standardise)
+check_gates = task(name="gates")(pipeline.check)
+carry_forward = task(name="carry forward")(pipeline.carry_forward)
 model_for_run = task(name="load model")(pipeline.model_for_run)
 link = task(name="predict and cluster")(pipeline.link)
 publish = task(name="publish")(pipeline.publish_run)
-summarise = task(name="summary")(pipeline.write_summary)
+
+
+def intake(config: ProjectConfig, run: pipeline.RunContext) -> list[pipeline.Intake]:
+    """Extract, validate and standardise each agency (a refused delivery is recorded, not fatal)."""
+    intakes = []
+    for agency in config.agencies:
+        extracted = extract(config, agency.name, run)
+        if isinstance(extracted, str):
+            intakes.append(pipeline.rejected_intake(agency.name, extracted))
+            continue
+        validated = validate(config, extracted, run)
+        intakes.append(standardise(config, extracted, validated, run))
+    return intakes
+
+
+def artifacts(config: ProjectConfig, record: RunRecord) -> None:
+    """Headline figures per agency in the Prefect UI: counts only."""
+    key = config.project.replace("_", "-")
+    for e in record.extracts:
+        create_table_artifact(
+            key=f"{key}-{e.agency.replace('_', '-')}-books",
+            table=[
+                {"measure": k, "value": v}
+                for k, v in [
+                    ("delivered", e.delivered), ("accepted", e.accepted),
+                    ("quarantined", e.quarantined), ("blank lines", e.blank_lines),
+                    ("exact duplicates", e.duplicates), ("standardised", e.standardised),
+                    ("rejected", e.rejected or "no"),
+                ]
+            ],
+            description=f"{e.agency}: where every delivered row went in run {record.run_id}",
+        )  # fmt: skip
+    create_markdown_artifact(
+        key=f"{key}-run-summary",
+        markdown=f"```\n{pipeline.format_summary(record)}\n```",
+        description="Books per agency, gates and linkage totals (no personal data).",
+    )
 
 
 @flow(name="nightly", log_prints=False)
-def nightly(config_path: str | None = None) -> pipeline.RunSummary:
-    """Extract every agency, standardise, link with the saved model, cluster and publish."""
+def nightly(config_path: str | None = None, override: str | None = None) -> RunRecord:
+    """Extract every agency, check, standardise, link with the saved model, cluster and publish.
+
+    ``override`` (who approved it and why) publishes despite failed gates; it is recorded.
+    """
     config = load_config(Path(config_path) if config_path else None)
     logger = get_run_logger()
     with run_lock(config.paths.index_dir):
         run = pipeline.new_run(config)
         logger.info("run %s for project %s", run.run_id, config.project)
-        extracts, standardised = [], []
-        for agency in config.agencies:
-            e = extract(config, agency.name, run)
-            extracts.append(e)
-            standardised.append(standardise(config, agency.name, e, run))
-        model, trained = model_for_run(config, standardised, run)
+        intakes = intake(config, run)
+        gates = check_gates(config, intakes)
+        failed = blocking(gates)
+        if failed and not override:
+            blocked = pipeline.record(config, run, intakes, gates, status="blocked")
+            artifacts(config, blocked)
+            pipeline.block(config, blocked)
+        if failed:
+            logger.warning("publishing despite failed gates, override: %s", override)
+            intakes = [
+                carry_forward(config, i, run) if i.standardised is None else i for i in intakes
+            ]
+        paths = [i.standardised for i in intakes if i.standardised is not None]
+        model, trained = model_for_run(config, paths, run)
         if trained:
             logger.warning("no saved model: trained %s in this run", model.version)
-        linked = link(config, model, standardised, run)
-        published = publish(config, run, model, trained, extracts, standardised, linked)
-        summary = summarise(config, run, model, trained, extracts, linked, published)
-    create_markdown_artifact(
-        key=f"{config.project}-run-summary".replace("_", "-"),
-        markdown=f"```\n{pipeline.format_summary(summary)}\n```",
-        description="Counts per agency and linkage totals (no personal data).",
-    )
-    return summary
+        linked = link(config, model, paths, run)
+        record = pipeline.record(
+            config, run, intakes, gates, status="published",
+            override=override if failed else None, model=model, trained=trained,
+        )  # fmt: skip
+        published = publish(config, record, linked)
+    artifacts(config, published)
+    return published

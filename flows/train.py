@@ -10,7 +10,7 @@ apply_offline_defaults()
 
 from prefect import flow, task  # noqa: E402
 
-from flows.nightly import extract, standardise  # noqa: E402
+from flows.nightly import intake  # noqa: E402
 from linkage import pipeline  # noqa: E402
 from linkage.config import load_config  # noqa: E402
 from linkage.lock import run_lock  # noqa: E402
@@ -25,7 +25,5 @@ def train(config_path: str | None = None) -> ModelArtefact:
     config = load_config(Path(config_path) if config_path else None)
     with run_lock(config.paths.index_dir):
         run = pipeline.new_run(config)
-        standardised = [
-            standardise(config, a.name, extract(config, a.name, run), run) for a in config.agencies
-        ]
-        return train_model(config, standardised, run)
+        paths = [i.standardised for i in intake(config, run) if i.standardised is not None]
+        return train_model(config, paths, run)

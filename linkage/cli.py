@@ -162,6 +162,7 @@ def setup_logging(verbose: bool = False) -> None:
         if _console not in lg.handlers:
             lg.addHandler(_console)
     logging.getLogger("splink").setLevel(logging.WARNING)
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 
 def hand_logging_to_prefect() -> None:

@@ -208,6 +208,15 @@ class Schedule(_Model):
         return v
 
 
+class Gates(_Model):
+    """Volume gate: an extract far smaller or larger than usual blocks publishing (C4, C5)."""
+
+    volume_window: int = Field(7, gt=0, description="Published runs the median is taken over.")
+    volume_min_history: int = Field(3, ge=1, description="Runs needed before volume is judged.")
+    volume_min_ratio: float = Field(0.5, gt=0)
+    volume_max_ratio: float = Field(2.0, gt=1)
+
+
 class ProjectConfig(_Model):
     project: str
     config_path: Path = Field(exclude=True)
@@ -215,6 +224,7 @@ class ProjectConfig(_Model):
     duckdb: DuckDBConfig
     model: ModelConfig
     schedule: Schedule = Field(default_factory=lambda: Schedule())
+    gates: Gates = Field(default_factory=lambda: Gates())
     identifiers: dict[str, IdentifierScheme] = Field(default_factory=dict)
     agencies: list[Agency] = Field(min_length=1)
 

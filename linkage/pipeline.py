@@ -2,30 +2,53 @@
 
 Each step writes its output under the run's folder and returns a small typed result (paths and
 counts, never person rows), so the orchestrator only ever passes those around.
+
+    extract -> validate -> standardise   (per agency: the intake, its books in an ExtractSummary)
+    gates -> [blocked: record and stop] -> model -> link -> publish -> record and report
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import polars as pl
+
+from linkage import runlog
 from linkage.config import ProjectConfig
 from linkage.contracts import load_contract
-from linkage.db import connect
-from linkage.errors import ModelError
+from linkage.db import connect, sql_str
+from linkage.errors import FileRejected, LinkageError, ModelError
+from linkage.gates import check_gates
 from linkage.link import LinkResult, load_records, predict_and_cluster
 from linkage.model import ModelArtefact, load_model, train_model
-from linkage.publish import ExtractSummary, PublishResult, RunRecord, publish
+from linkage.publish import PublishResult, current_release, publish
+from linkage.runlog import ExtractSummary, GateOutcome, RunRecord
 from linkage.sources import ExtractResult, read_extract
+from linkage.sources.common import DeliveryMissing
 from linkage.standardise import StandardiseResult, standardise_extract
+from linkage.validate import ValidationResult, validate_extract
+from schemas.canonical import CANONICAL_FIELDS
 
 log = logging.getLogger(__name__)
+
+# Canonical fields whose completeness the data-quality report shows.
+COMPLETENESS_FIELDS = tuple(
+    f.name
+    for f in CANONICAL_FIELDS
+    if f.name not in ("record_key", "agency", "source_record_id", "quality_flags")
+)
+
+
+class PublishBlocked(LinkageError):
+    """A gate failed and nobody overrode it: the previous release stays current."""
+
+    exit_code = 3
 
 
 @dataclass(frozen=True)
@@ -45,43 +68,177 @@ def new_run(config: ProjectConfig) -> RunContext:
     return RunContext(run_id, started, run_dir)
 
 
-def extract(config: ProjectConfig, agency: str, run: RunContext) -> ExtractResult:
-    """Read one agency's extract against its contract into ``<run>/extracts/``."""
+# --- intake: extract, validate, standardise -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Intake:
+    """One agency's extract after validation and standardisation: where it went, and its books."""
+
+    summary: ExtractSummary
+    standardised: Path | None
+    """The canonical records to link, or None when the delivery was rejected or missing."""
+    results_path: Path | None = None
+    """The sanitised Great Expectations result (for Data Docs)."""
+
+
+def extract(config: ProjectConfig, agency: str, run: RunContext) -> ExtractResult | str:
+    """Read one agency's extract against its contract into ``<run>/extracts/``.
+
+    Returns the extract, or the reason the whole delivery was refused (``code: detail``); a
+    transient source error is raised so that the orchestrator can retry.
+    """
     spec = config.agency(agency)
-    contract = load_contract(spec.contract)
     out = run.run_dir / "extracts"
     out.mkdir(exist_ok=True, mode=0o700)
-    return read_extract(spec, contract, out)
+    try:
+        return read_extract(spec, load_contract(spec.contract), out)
+    except FileRejected as e:
+        log.warning("%s: delivery rejected (%s)", agency, e.reason)
+        return f"{e.reason}: {e.detail}"
+    except DeliveryMissing as e:
+        log.warning("%s: no delivery", agency)
+        return f"missing_delivery: {e}"
+
+
+def validate(config: ProjectConfig, extracted: ExtractResult, run: RunContext) -> ValidationResult:
+    """Check the accepted rows against the contract's row rules; quarantine the failures."""
+    spec = config.agency(extracted.agency)
+    out = run.run_dir / "validation"
+    out.mkdir(exist_ok=True, mode=0o700)
+    return validate_extract(extracted, load_contract(spec.contract), out)
 
 
 def standardise(
-    config: ProjectConfig, agency: str, extracted: ExtractResult, run: RunContext
-) -> StandardiseResult:
-    """Map the accepted rows to the canonical record in ``<run>/standardised/<agency>.parquet``."""
+    config: ProjectConfig, extracted: ExtractResult, validated: ValidationResult, run: RunContext
+) -> Intake:
+    """Map the valid rows to the canonical record and close the agency's books."""
+    agency = extracted.agency
     out = run.run_dir / "standardised"
     out.mkdir(exist_ok=True, mode=0o700)
-    return standardise_extract(
-        extracted.accepted_path,
+    std = standardise_extract(
+        validated.accepted_path,
         config.agency(agency),
         config.identifiers,
         out / f"{agency}.parquet",
     )
+    summary = ExtractSummary(
+        agency=agency,
+        source=extracted.source,
+        sha256=extracted.sha256,
+        delivered=extracted.delivered,
+        accepted=validated.accepted,
+        quarantined=extracted.quarantined + validated.quarantined,
+        blank_lines=extracted.blank_lines,
+        duplicates=extracted.duplicates,
+        standardised=std.rows,
+        flags=dict(std.flags),
+        quarantine_reasons=_reasons(extracted, validated),
+        completeness=completeness(std),
+        # The quarantine share has its own gate (linkage.gates), so it is not repeated here.
+        contract_problems=[p for p in validated.problems if "quarantineThreshold" not in p],
+    )
+    return Intake(summary, std.path, validated.results_path)
 
 
-def train(
-    config: ProjectConfig, standardised: list[StandardiseResult], run: RunContext
-) -> ModelArtefact:
+def rejected_intake(agency: str, reason: str) -> Intake:
+    """The books of a delivery refused as a whole: nothing accepted, nothing to link."""
+    summary = ExtractSummary(
+        agency=agency, source="", sha256=None, delivered=0, accepted=0, quarantined=0,
+        blank_lines=0, duplicates=0, standardised=0, rejected=reason,
+    )  # fmt: skip
+    return Intake(summary, None)
+
+
+def _reasons(extracted: ExtractResult, validated: ValidationResult) -> dict[str, int]:
+    """Quarantined rows per reason: the reader's (malformed lines) and the contract's rules."""
+    reasons = dict(validated.reasons)
+    if extracted.quarantined:
+        counts = (
+            pl.scan_parquet(extracted.quarantine_path)
+            .filter(~pl.col("reason").str.contains(":"))
+            .group_by("reason")
+            .len()
+            .collect()
+        )
+        for reason, n in counts.iter_rows():
+            reasons[reason] = reasons.get(reason, 0) + n
+    return dict(sorted(reasons.items()))
+
+
+def completeness(std: StandardiseResult) -> dict[str, float]:
+    """Share of records holding each canonical field."""
+    if std.rows == 0:
+        return {}
+    row = (
+        pl.scan_parquet(std.path)
+        .select(pl.col(COMPLETENESS_FIELDS).is_not_null().mean())
+        .collect()
+        .row(0, named=True)
+    )
+    return {k: round(float(v), 4) for k, v in row.items()}
+
+
+# --- gates, carry-forward -------------------------------------------------------------------------
+
+
+def check(config: ProjectConfig, intakes: list[Intake]) -> list[GateOutcome]:
+    """Every publishing gate, against the run log's history."""
+    thresholds: dict[str, float | None] = {}
+    for a in config.agencies:
+        value = load_contract(a.contract).custom.get("quarantineThreshold")
+        thresholds[a.name] = float(value) if value is not None else None
+    history = runlog.history(config.paths.index_dir)
+    return check_gates(config, [i.summary for i in intakes], thresholds, history)
+
+
+def carry_forward(config: ProjectConfig, intake: Intake, run: RunContext) -> Intake:
+    """Under an override, an agency whose delivery failed keeps its records of the current release.
+
+    Its books say so (``rejected`` keeps the reason; ``standardised`` counts the carried records).
+    """
+    release = current_release(config.paths.index_dir)
+    agency = intake.summary.agency
+    if release is None:
+        return intake
+    out = run.run_dir / "standardised" / f"{agency}.carried.parquet"
+    out.parent.mkdir(exist_ok=True, mode=0o700)
+    from linkage.standardise import canonical_schema
+
+    columns = ", ".join(canonical_schema(config.identifiers).names())
+    con = connect(":memory:", config)
+    try:
+        con.execute(f"ATTACH {sql_str(release)} AS cur (READ_ONLY)")
+        con.execute(
+            f"COPY (SELECT {columns} FROM cur.records WHERE agency = ? ORDER BY record_key) "
+            f"TO {sql_str(out)} (FORMAT parquet)",
+            [agency],
+        )
+        (n,) = con.sql(f"SELECT count(*) FROM read_parquet({sql_str(out)})").fetchall()[0]
+    finally:
+        con.close()
+    log.warning("%s: carrying forward %d records from %s", agency, n, release.name)
+    summary = replace(
+        intake.summary, standardised=n, rejected=f"{intake.summary.rejected} (carried forward)"
+    )
+    return Intake(summary, out, intake.results_path)
+
+
+# --- model, link, publish -------------------------------------------------------------------------
+
+
+def train(config: ProjectConfig, standardised: list[Path], run: RunContext) -> ModelArtefact:
     """Train a new model version on the standardised records of this run."""
     con = connect(run.run_dir / "train.duckdb", config)
     try:
-        load_records(con, [s.path for s in standardised])
+        load_records(con, standardised)
         return train_model(con, "records", config)
     finally:
         con.close()
 
 
 def model_for_run(
-    config: ProjectConfig, standardised: list[StandardiseResult], run: RunContext
+    config: ProjectConfig, standardised: list[Path], run: RunContext
 ) -> tuple[ModelArtefact, bool]:
     """The saved model, or, on a project's first run only, a newly trained one (and True)."""
     try:
@@ -94,16 +251,13 @@ def model_for_run(
 
 
 def link(
-    config: ProjectConfig,
-    model: ModelArtefact,
-    standardised: list[StandardiseResult],
-    run: RunContext,
+    config: ProjectConfig, model: ModelArtefact, standardised: list[Path], run: RunContext
 ) -> LinkResult:
     """Predict and cluster into the run's work database."""
     work_db = run.run_dir / "work.duckdb"
     con = connect(work_db, config)
     try:
-        load_records(con, [s.path for s in standardised])
+        load_records(con, standardised)
         return predict_and_cluster(
             con,
             model,
@@ -115,92 +269,58 @@ def link(
         con.close()
 
 
-def publish_run(
+def record(
     config: ProjectConfig,
     run: RunContext,
-    model: ModelArtefact,
-    trained: bool,
-    extracts: list[ExtractResult],
-    standardised: list[StandardiseResult],
-    linked: LinkResult,
-) -> PublishResult:
-    """Check the books and publish the release atomically."""
-    summaries = tuple(
-        ExtractSummary(
-            agency=e.agency,
-            source=e.source,
-            sha256=e.sha256,
-            delivered=e.delivered,
-            accepted=e.accepted,
-            quarantined=e.quarantined,
-            blank_lines=e.blank_lines,
-            duplicates=e.duplicates,
-            standardised=s.rows,
-            flags=dict(s.flags),
-        )
-        for e, s in zip(extracts, standardised, strict=True)
-    )
-    record = RunRecord(
+    intakes: list[Intake],
+    gates: list[GateOutcome],
+    *,
+    status: runlog.RunStatus,
+    override: str | None = None,
+    model: ModelArtefact | None = None,
+    trained: bool = False,
+) -> RunRecord:
+    """This run's record (not yet saved)."""
+    return RunRecord(
         run_id=run.run_id,
-        started_at=run.started_at,
+        project=config.project,
+        started_at=run.started_at.isoformat(timespec="seconds"),
+        finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        status=status,
         config_path=str(config.config_path),
-        model_version=model.version,
+        model_version=model.version if model else None,
         trained_this_run=trained,
         cluster_threshold=config.model.cluster_threshold,
-        extracts=summaries,
+        extracts=tuple(i.summary for i in intakes),
+        gates=tuple(gates),
+        override=override,
     )
+
+
+def publish_run(config: ProjectConfig, run_record: RunRecord, linked: LinkResult) -> RunRecord:
+    """Check the books, publish the release atomically and save the run's record."""
+    history = runlog.history(config.paths.index_dir)
     con = connect(linked.work_db, config)
     try:
-        return publish(con, config.paths.index_dir, record, datetime.now(UTC))
+        published: PublishResult = publish(con, config.paths.index_dir, run_record, history)
     finally:
         con.close()
+    runlog.save(config.paths.index_dir, published.record)
+    return published.record
 
 
-@dataclass(frozen=True)
-class RunSummary:
-    run_id: str
-    model_version: str
-    trained_this_run: bool
-    extracts: list[dict[str, object]]
-    records: int
-    persons: int
-    links: int
-    largest_person: int
-    release: str
-    current: str
-    summary_path: str
-
-
-def write_summary(
-    config: ProjectConfig,
-    run: RunContext,
-    model: ModelArtefact,
-    trained: bool,
-    extracts: list[ExtractResult],
-    linked: LinkResult,
-    published: PublishResult,
-) -> RunSummary:
-    """Write the run summary (counts only) as JSON under ``reports_dir/<run_id>/``."""
-    out = config.paths.reports_dir / run.run_id
-    out.mkdir(parents=True, exist_ok=True)
-    summary = RunSummary(
-        run_id=run.run_id,
-        model_version=model.version,
-        trained_this_run=trained,
-        extracts=[
-            {k: v for k, v in asdict(e).items() if k not in ("accepted_path", "quarantine_path")}
-            for e in extracts
-        ],
-        records=published.records,
-        persons=published.persons,
-        links=published.links,
-        largest_person=linked.largest_person,
-        release=str(published.release_path),
-        current=str(published.current_path),
-        summary_path=str(out / "summary.json"),
+def block(config: ProjectConfig, run_record: RunRecord) -> None:
+    """Save a blocked run's record, then stop the run with the gates that failed."""
+    runlog.save(config.paths.index_dir, run_record)
+    failed = [g for g in run_record.gates if not g.passed]
+    reasons = "; ".join(f"{g.gate} ({g.agency or 'run'}): {g.detail}" for g in failed)
+    raise PublishBlocked(
+        f"run {run_record.run_id} not published, the previous release stays current: {reasons}. "
+        "To publish anyway, rerun with --override 'who approved it and why'"
     )
-    (out / "summary.json").write_text(json.dumps(asdict(summary), indent=2, default=str) + "\n")
-    return summary
+
+
+# --- what a person reads at the end ---------------------------------------------------------------
 
 
 def _command() -> str:
@@ -212,27 +332,40 @@ def _command() -> str:
         return "linkage"
 
 
-def format_summary(s: RunSummary) -> str:
-    """What a person reads at the end of a run."""
-    lines = [f"Run {s.run_id} published.", ""]
+def format_summary(r: RunRecord, report: Path | None = None) -> str:
+    """The run in a few lines: books per agency, gates, linkage totals, where things are."""
+    lines = [f"Run {r.run_id}: {r.status.upper()}", ""]
     lines.append(
-        f"{'agency':<16}{'delivered':>10}{'accepted':>10}{'quarantined':>12}{'blank':>7}{'dupes':>7}"
+        f"{'agency':<16}{'delivered':>10}{'accepted':>10}{'quarantined':>12}{'blank':>7}"
+        f"{'dupes':>7}  rejected"
     )
-    for e in s.extracts:
+    for e in r.extracts:
         lines.append(
-            f"{e['agency']!s:<16}{e['delivered']:>10}{e['accepted']:>10}{e['quarantined']:>12}"
-            f"{e['blank_lines']:>7}{e['duplicates']:>7}"
+            f"{e.agency:<16}{e.delivered:>10}{e.accepted:>10}{e.quarantined:>12}"
+            f"{e.blank_lines:>7}{e.duplicates:>7}  {e.rejected or ''}"
         )
-    model = f"{s.model_version} (trained in this run)" if s.trained_this_run else s.model_version
-    lines += [
-        "",
-        f"records linked: {s.records}   persons: {s.persons}   links: {s.links}   "
-        f"largest person: {s.largest_person} records",
-        f"model:          {model}",
-        f"index:          {s.current} -> {s.release}",
-        f"run summary:    {s.summary_path}",
-        "",
-        'Try:  linkage sql "SELECT agency_count, count(*) AS persons FROM persons '
-        'GROUP BY ALL ORDER BY 1"',
-    ]
+    failed = [g for g in r.gates if not g.passed]
+    lines.append("")
+    lines.append(
+        "gates:          all passed"
+        if not failed
+        else "gates failed:   " + "; ".join(f"{g.gate} ({g.agency})" for g in failed)
+    )
+    if r.override:
+        lines.append(f"override:       {r.override}")
+    if r.status == "published":
+        model = f"{r.model_version}{' (trained in this run)' if r.trained_this_run else ''}"
+        lines += [
+            f"records linked: {r.records}   persons: {r.persons}   links: {r.links}",
+            f"model:          {model}",
+            f"index:          {r.release}",
+        ]
+    if report:
+        lines.append(f"report:         {report}")
+    if r.status == "published":
+        lines += [
+            "",
+            f'Try:  {_command()} sql "SELECT agency_count, count(*) AS persons FROM persons '
+            'GROUP BY ALL ORDER BY 1"',
+        ]
     return "\n".join(lines)

@@ -14,15 +14,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import duckdb
 
 from linkage.db import quote, sql_str
 from linkage.errors import PublishError
+from linkage.runlog import RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -34,39 +33,14 @@ PERSON_ATTRIBUTES = ("given_name", "family_name", "date_of_birth", "sex", "postc
 
 
 @dataclass(frozen=True)
-class ExtractSummary:
-    """One agency's figures for the run record (counts only)."""
-
-    agency: str
-    source: str
-    sha256: str | None
-    delivered: int
-    accepted: int
-    quarantined: int
-    blank_lines: int
-    duplicates: int
-    standardised: int
-    flags: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    run_id: str
-    started_at: datetime
-    config_path: str
-    model_version: str
-    trained_this_run: bool
-    cluster_threshold: float
-    extracts: tuple[ExtractSummary, ...]
-
-
-@dataclass(frozen=True)
 class PublishResult:
     release_path: Path
     current_path: Path
     records: int
     persons: int
     links: int
+    record: RunRecord
+    """The run's record as published (with its counts and release path)."""
 
 
 def current_release(index_dir: Path) -> Path | None:
@@ -92,7 +66,7 @@ def _check_books(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
                 f"{e.agency}: delivered {e.delivered} != accepted {e.accepted} + quarantined "
                 f"{e.quarantined} + blank lines {e.blank_lines} + duplicates {e.duplicates}"
             )
-        if e.accepted != e.standardised:
+        if not e.rejected and e.accepted != e.standardised:
             problems.append(f"{e.agency}: accepted {e.accepted} but standardised {e.standardised}")
     counts = dict(con.sql("SELECT agency, count(*) FROM records GROUP BY agency").fetchall())
     for e in run.extracts:
@@ -113,9 +87,12 @@ def _check_books(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
 
 
 def publish(
-    con: duckdb.DuckDBPyConnection, index_dir: Path, run: RunRecord, finished_at: datetime
+    con: duckdb.DuckDBPyConnection, index_dir: Path, run: RunRecord, history: list[RunRecord]
 ) -> PublishResult:
     """Write the release from the work tables ``records``, ``pairs`` and ``clusters``, then switch.
+
+    ``run`` is this run's record (status published); ``history`` the earlier runs of the run log,
+    which fill the release's ``runs`` and ``extracts`` tables together with this one.
 
     Raises:
         PublishError: when the books do not balance or the release would be inconsistent.
@@ -129,15 +106,15 @@ def publish(
         raise PublishError(f"release {final} already exists; run ids must be unique")
     for stale in (partial, partial.with_name(partial.name + ".wal")):
         stale.unlink(missing_ok=True)
-    previous = current_release(index_dir)
-
     con.execute(f"ATTACH {sql_str(partial)} AS rel")
     try:
-        _build_release(con, run, finished_at, previous)
+        _build_release(con, run)
         records, persons, links = con.sql(
             "SELECT (SELECT count(*) FROM rel.records), (SELECT count(*) FROM rel.persons), "
             "(SELECT count(*) FROM rel.links WHERE linked)"
         ).fetchall()[0]
+        done = replace(run, records=records, persons=persons, links=links, release=str(final))
+        _write_run_tables(con, [*history, done])
     finally:
         con.execute("DETACH rel")
     if partial.with_name(partial.name + ".wal").exists():
@@ -154,31 +131,18 @@ def publish(
     _fsync_dir(releases)
     _fsync_dir(index_dir)
     log.info("published %s: %d records, %d persons, %d links", final, records, persons, links)
-    return PublishResult(final, index_dir / CURRENT, records, persons, links)
+    return PublishResult(final, index_dir / CURRENT, records, persons, links, done)
 
 
-def _build_release(
-    con: duckdb.DuckDBPyConnection, run: RunRecord, finished_at: datetime, previous: Path | None
-) -> None:
-    id_cols = [
-        r[0]
-        for r in con.sql(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_name = 'records' AND table_catalog = current_database() "
-            "AND column_name LIKE 'id\\_%' ESCAPE '\\' ORDER BY column_name"
-        ).fetchall()
-    ]
-    ids = "".join(f", r.{quote(c)}" for c in id_cols)
-    con.execute(f"""
+def _build_release(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
+    con.execute("""
         CREATE TABLE rel.records AS
         WITH person AS (
             SELECT cluster_id,
                    'P' || substr(sha256(min(record_key)), 1, 12) AS person_id
             FROM clusters GROUP BY cluster_id
         )
-        SELECT p.person_id, r.record_key, r.agency, r.source_record_id,
-               r.given_name, r.middle_names, r.family_name, r.date_of_birth, r.dob_precision,
-               r.sex, r.address, r.postcode {ids}, r.quality_flags
+        SELECT p.person_id, r.*
         FROM records r
         JOIN clusters c USING (record_key)
         JOIN person p USING (cluster_id)
@@ -230,48 +194,62 @@ def _build_release(
     con.execute(
         "CREATE VIEW rel.crosswalk AS SELECT agency, source_record_id, person_id FROM records"
     )
+
+
+def _write_run_tables(con: duckdb.DuckDBPyConnection, runs: list[RunRecord]) -> None:
+    """``runs`` and ``extracts`` from the run log: every run, published or not, with its books."""
     con.execute("""
         CREATE TABLE rel.runs (
-            run_id VARCHAR PRIMARY KEY, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ,
-            config_path VARCHAR, model_version VARCHAR, trained_this_run BOOLEAN,
-            cluster_threshold DOUBLE, records BIGINT, persons BIGINT, links BIGINT
+            run_id VARCHAR PRIMARY KEY, project VARCHAR, started_at TIMESTAMPTZ,
+            finished_at TIMESTAMPTZ, status VARCHAR, config_path VARCHAR, model_version VARCHAR,
+            trained_this_run BOOLEAN, cluster_threshold DOUBLE, records BIGINT, persons BIGINT,
+            links BIGINT, override VARCHAR, gates JSON
         )""")
     con.execute("""
         CREATE TABLE rel.extracts (
             run_id VARCHAR, agency VARCHAR, source VARCHAR, sha256 VARCHAR, delivered BIGINT,
             accepted BIGINT, quarantined BIGINT, blank_lines BIGINT, duplicates BIGINT,
-            standardised BIGINT, quality_flags JSON, PRIMARY KEY (run_id, agency)
+            standardised BIGINT, rejected VARCHAR, quality_flags JSON, quarantine_reasons JSON,
+            completeness JSON, PRIMARY KEY (run_id, agency)
         )""")
-    if previous is not None:
-        con.execute(f"ATTACH {sql_str(previous)} AS prev (READ_ONLY)")
-        try:
-            con.execute("INSERT INTO rel.runs SELECT * FROM prev.runs")
-            con.execute("INSERT INTO rel.extracts SELECT * FROM prev.extracts")
-        finally:
-            con.execute("DETACH prev")
-    records, persons, links = con.sql(
-        "SELECT (SELECT count(*) FROM rel.records), (SELECT count(*) FROM rel.persons), "
-        "(SELECT count(*) FROM rel.links WHERE linked)"
-    ).fetchall()[0]
-    con.execute(
-        "INSERT INTO rel.runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            run.run_id,
-            run.started_at,
-            finished_at,
-            run.config_path,
-            run.model_version,
-            run.trained_this_run,
-            run.cluster_threshold,
-            records,
-            persons,
-            links,
-        ],
-    )
-    for e in run.extracts:
-        row: dict[str, Any] = asdict(e)
-        flags = json.dumps(row.pop("flags"), sort_keys=True)
+    for r in runs:
+        gates = json.dumps([g.__dict__ for g in r.gates])
         con.execute(
-            "INSERT INTO rel.extracts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [run.run_id, *row.values(), flags],
+            "INSERT INTO rel.runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                r.run_id,
+                r.project,
+                r.started_at,
+                r.finished_at,
+                r.status,
+                r.config_path,
+                r.model_version,
+                r.trained_this_run,
+                r.cluster_threshold,
+                r.records,
+                r.persons,
+                r.links,
+                r.override,
+                gates,
+            ],
         )
+        for e in r.extracts:
+            con.execute(
+                "INSERT INTO rel.extracts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    r.run_id,
+                    e.agency,
+                    e.source,
+                    e.sha256,
+                    e.delivered,
+                    e.accepted,
+                    e.quarantined,
+                    e.blank_lines,
+                    e.duplicates,
+                    e.standardised,
+                    e.rejected,
+                    json.dumps(e.flags, sort_keys=True),
+                    json.dumps(e.quarantine_reasons, sort_keys=True),
+                    json.dumps(e.completeness, sort_keys=True),
+                ],
+            )

@@ -6,7 +6,6 @@ import csv
 import json
 import os
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -21,31 +20,47 @@ from linkage.config import ProjectConfig, load_config
 from linkage.db import connect
 from linkage.errors import PublishError
 from linkage.evaluate import evaluate
-from linkage.publish import RunRecord, current_release, publish
+from linkage.publish import current_release, publish
+from linkage.runlog import RunRecord
 from tests.conftest import make_demo_project
 
 
-def run_steps(config: ProjectConfig) -> pipeline.RunSummary:
-    """The nightly flow's steps in order, as plain calls."""
+def run_steps(config: ProjectConfig, override: str | None = None) -> RunRecord:
+    """The nightly flow's steps in order, as plain calls (flows/nightly.py is the real thing)."""
     run = pipeline.new_run(config)
-    extracts = [pipeline.extract(config, a.name, run) for a in config.agencies]
-    standardised = [
-        pipeline.standardise(config, a.name, e, run)
-        for a, e in zip(config.agencies, extracts, strict=True)
-    ]
-    model, trained = pipeline.model_for_run(config, standardised, run)
-    linked = pipeline.link(config, model, standardised, run)
-    published = pipeline.publish_run(config, run, model, trained, extracts, standardised, linked)
-    return pipeline.write_summary(config, run, model, trained, extracts, linked, published)
+    intakes = []
+    for agency in config.agencies:
+        extracted = pipeline.extract(config, agency.name, run)
+        if isinstance(extracted, str):
+            intakes.append(pipeline.rejected_intake(agency.name, extracted))
+            continue
+        validated = pipeline.validate(config, extracted, run)
+        intakes.append(pipeline.standardise(config, extracted, validated, run))
+    gates = pipeline.check(config, intakes)
+    failed = [g for g in gates if not g.passed]
+    if failed and not override:
+        pipeline.block(config, pipeline.record(config, run, intakes, gates, status="blocked"))
+    if failed:
+        intakes = [
+            pipeline.carry_forward(config, i, run) if i.standardised is None else i for i in intakes
+        ]
+    paths = [i.standardised for i in intakes if i.standardised is not None]
+    model, trained = pipeline.model_for_run(config, paths, run)
+    linked = pipeline.link(config, model, paths, run)
+    record = pipeline.record(
+        config, run, intakes, gates, status="published",
+        override=override if failed else None, model=model, trained=trained,
+    )  # fmt: skip
+    return pipeline.publish_run(config, record, linked)
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pipeline.RunSummary]:
+def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, RunRecord]:
     path = make_demo_project(tmp_path_factory.mktemp("pipeline"), persons=1_200, seed=3)
     return path, run_steps(load_config(path))
 
 
-def test_every_accepted_row_is_published_once(project: tuple[Path, pipeline.RunSummary]) -> None:
+def test_every_accepted_row_is_published_once(project: tuple[Path, RunRecord]) -> None:
     path, summary = project
     release = current_release(load_config(path).paths.index_dir)
     assert release is not None
@@ -70,20 +85,19 @@ def test_every_accepted_row_is_published_once(project: tuple[Path, pipeline.RunS
         assert sum(1 for _ in csv.DictReader(f)) == summary.records
 
 
-def test_summary_holds_counts_and_paths_only(project: tuple[Path, pipeline.RunSummary]) -> None:
-    _, summary = project
-    saved = json.loads(Path(summary.summary_path).read_text())
-    names = pl.read_csv(project[0].parent / "data" / "nhs_trust.csv", infer_schema=False)
-    text = json.dumps(saved)
+def test_run_record_holds_counts_only(project: tuple[Path, RunRecord]) -> None:
+    path, record = project
+    saved = (load_config(path).paths.index_dir / "runs" / f"{record.run_id}.json").read_text()
+    assert RunRecord.from_json(saved) == record
+    names = pl.read_csv(path.parent / "data" / "nhs_trust.csv", infer_schema=False)
     for surname in names["surname"].drop_nulls().unique().head(50):
-        assert f'"{surname}"' not in text
-    assert saved["persons"] == summary.persons
-    out = pipeline.format_summary(summary)
-    assert "nhs_trust" in out and "linkage sql" in out and str(summary.persons) in out
+        assert f'"{surname}"' not in saved
+    out = pipeline.format_summary(record)
+    assert "nhs_trust" in out and "sql" in out and str(record.persons) in out
 
 
 def test_release_is_read_only_and_current_points_to_it(
-    project: tuple[Path, pipeline.RunSummary],
+    project: tuple[Path, RunRecord],
 ) -> None:
     path, summary = project
     index = load_config(path).paths.index_dir
@@ -93,35 +107,18 @@ def test_release_is_read_only_and_current_points_to_it(
     assert not list((index / "releases").glob(".*partial*"))
 
 
-def test_unbalanced_books_publish_nothing(
-    project: tuple[Path, pipeline.RunSummary], tmp_path: Path
-) -> None:
+def test_unbalanced_books_publish_nothing(project: tuple[Path, RunRecord], tmp_path: Path) -> None:
     path, summary = project
     config = load_config(path)
     before = current_release(config.paths.index_dir)
     work_db = Path(config.paths.work_dir) / summary.run_id / "work.duckdb"
     con = connect(work_db, config)
     try:
-        with duckdb.connect(str(before), read_only=True) as rel:
-            rows = rel.sql(
-                "SELECT agency, source, sha256, delivered, accepted, quarantined, blank_lines, "
-                "duplicates, standardised FROM extracts"
-            ).fetchall()
-        from linkage.publish import ExtractSummary
-
-        extracts = tuple(ExtractSummary(*r) for r in rows)
+        extracts = summary.extracts
         lost_one = replace(extracts[0], delivered=extracts[0].delivered + 1)
-        record = RunRecord(
-            run_id="unbalanced",
-            started_at=datetime.now(UTC),
-            config_path=str(path),
-            model_version="m",
-            trained_this_run=False,
-            cluster_threshold=0.99,
-            extracts=(lost_one, *extracts[1:]),
-        )
+        record = replace(summary, run_id="unbalanced", extracts=(lost_one, *extracts[1:]))
         with pytest.raises(PublishError, match="books do not balance"):
-            publish(con, config.paths.index_dir, record, datetime.now(UTC))
+            publish(con, config.paths.index_dir, record, [])
     finally:
         con.close()
     assert current_release(config.paths.index_dir) == before
@@ -155,7 +152,7 @@ def sql(path: Path, *args: str) -> tuple[int, str]:
     return result.exit_code, result.output + (str(result.exception) if result.exception else "")
 
 
-def test_sql_prints_table_csv_and_json(project: tuple[Path, pipeline.RunSummary]) -> None:
+def test_sql_prints_table_csv_and_json(project: tuple[Path, RunRecord]) -> None:
     path, summary = project
     q = "SELECT count(*) AS n FROM persons"
     code, out = sql(path, q)
@@ -178,9 +175,7 @@ def test_sql_prints_table_csv_and_json(project: tuple[Path, pipeline.RunSummary]
         "SET enable_external_access = true",
     ],
 )
-def test_sql_cannot_write_or_reach_files(
-    project: tuple[Path, pipeline.RunSummary], query: str
-) -> None:
+def test_sql_cannot_write_or_reach_files(project: tuple[Path, RunRecord], query: str) -> None:
     code, out = sql(project[0], query)
     assert code != 0
     assert not Path("/tmp/linkage-leak.csv").exists()
@@ -253,8 +248,8 @@ def test_a_new_agency_is_onboarded_with_config_and_a_contract_only(tmp_path: Pat
 
     config = load_config(path)
     summary = run_steps(config)
-    housing_books = next(e for e in summary.extracts if e["agency"] == "housing")
-    assert housing_books["accepted"] == 120 and housing_books["quarantined"] == 0
+    housing_books = next(e for e in summary.extracts if e.agency == "housing")
+    assert housing_books.accepted == 120 and housing_books.quarantined == 0
 
     release = current_release(config.paths.index_dir)
     assert release is not None
