@@ -40,6 +40,7 @@ carry_forward = task(name="carry forward")(pipeline.carry_forward)
 model_for_run = task(name="load model")(pipeline.model_for_run)
 link = task(name="predict and cluster")(pipeline.link)
 publish = task(name="publish")(pipeline.publish_run)
+report = task(name="report")(pipeline.report)
 
 
 def intake(config: ProjectConfig, run: pipeline.RunContext) -> list[pipeline.Intake]:
@@ -95,7 +96,9 @@ def nightly(config_path: str | None = None, override: str | None = None) -> RunR
         failed = blocking(gates)
         if failed and not override:
             blocked = pipeline.record(config, run, intakes, gates, status="blocked")
+            report(config, blocked, intakes)
             artifacts(config, blocked)
+            pipeline.close_run(config, run)
             pipeline.block(config, blocked)
         if failed:
             logger.warning("publishing despite failed gates, override: %s", override)
@@ -112,5 +115,7 @@ def nightly(config_path: str | None = None, override: str | None = None) -> RunR
             override=override if failed else None, model=model, trained=trained,
         )  # fmt: skip
         published = publish(config, record, linked)
+        report(config, published, intakes)
+        pipeline.close_run(config, run)
     artifacts(config, published)
     return published

@@ -26,4 +26,6 @@ def train(config_path: str | None = None) -> ModelArtefact:
     with run_lock(config.paths.index_dir):
         run = pipeline.new_run(config)
         paths = [i.standardised for i in intake(config, run) if i.standardised is not None]
-        return train_model(config, paths, run)
+        artefact = train_model(config, paths, run)
+        pipeline.close_run(config, run)
+        return artefact

@@ -192,8 +192,13 @@ class DuckDBConfig(_Model):
 
 class Paths(_Model):
     index_dir: Path = Field(description="Published releases and the `current.duckdb` pointer.")
-    work_dir: Path = Field(description="Per-run working files (extracts, standardised records).")
+    work_dir: Path = Field(
+        description="Per-run working files (extracts, standardised records); removed after a run."
+    )
     reports_dir: Path
+    quarantine_dir: Path = Field(
+        description="Restricted store (0700) of quarantined rows, kept for the agency to correct."
+    )
 
 
 class Schedule(_Model):
@@ -217,6 +222,14 @@ class Gates(_Model):
     volume_max_ratio: float = Field(2.0, gt=1)
 
 
+class Reports(_Model):
+    suppress_below: int = Field(
+        10,
+        ge=0,
+        description="Counts from 1 to this minus 1 show as '<N' in reports (0: no suppression).",
+    )
+
+
 class ProjectConfig(_Model):
     project: str
     config_path: Path = Field(exclude=True)
@@ -225,6 +238,7 @@ class ProjectConfig(_Model):
     model: ModelConfig
     schedule: Schedule = Field(default_factory=lambda: Schedule())
     gates: Gates = Field(default_factory=lambda: Gates())
+    reports: Reports = Field(default_factory=lambda: Reports())
     identifiers: dict[str, IdentifierScheme] = Field(default_factory=dict)
     agencies: list[Agency] = Field(min_length=1)
 
@@ -252,7 +266,10 @@ class ProjectConfig(_Model):
 
 # --- loading --------------------------------------------------------------------------------------
 
-_PATH_KEYS = {"path", "contract", "dir", "temp_directory", "index_dir", "work_dir", "reports_dir"}
+_PATH_KEYS = {
+    "path", "contract", "dir", "temp_directory", "index_dir", "work_dir", "reports_dir",
+    "quarantine_dir",
+}  # fmt: skip
 
 
 def _resolve_paths(node: Any, base: Path) -> Any:

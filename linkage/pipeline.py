@@ -9,9 +9,11 @@ counts, never person rows), so the orchestrator only ever passes those around.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
+import shutil
 import sys
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -78,7 +80,7 @@ class Intake:
     summary: ExtractSummary
     standardised: Path | None
     """The canonical records to link, or None when the delivery was rejected or missing."""
-    results_path: Path | None = None
+    gx_result_path: Path | None = None
     """The sanitised Great Expectations result (for Data Docs)."""
 
 
@@ -138,7 +140,7 @@ def standardise(
         # The quarantine share has its own gate (linkage.gates), so it is not repeated here.
         contract_problems=[p for p in validated.problems if "quarantineThreshold" not in p],
     )
-    return Intake(summary, std.path, validated.results_path)
+    return Intake(summary, std.path, validated.gx_result_path)
 
 
 def rejected_intake(agency: str, reason: str) -> Intake:
@@ -221,7 +223,7 @@ def carry_forward(config: ProjectConfig, intake: Intake, run: RunContext) -> Int
     summary = replace(
         intake.summary, standardised=n, rejected=f"{intake.summary.rejected} (carried forward)"
     )
-    return Intake(summary, out, intake.results_path)
+    return Intake(summary, out, intake.gx_result_path)
 
 
 # --- model, link, publish -------------------------------------------------------------------------
@@ -294,6 +296,7 @@ def record(
         extracts=tuple(i.summary for i in intakes),
         gates=tuple(gates),
         override=override,
+        report=str(report_path(config, run.run_id)),
     )
 
 
@@ -320,6 +323,58 @@ def block(config: ProjectConfig, run_record: RunRecord) -> None:
     )
 
 
+def close_run(config: ProjectConfig, run: RunContext) -> Path | None:
+    """Keep the quarantined rows in the restricted quarantine store; remove the working files.
+
+    Data minimisation: after the run only the published index and the quarantine store hold
+    person records (the source extracts stay where the agencies delivered them).
+    """
+    kept = None
+    extracts = run.run_dir / "extracts"
+    quarantined = sorted(extracts.glob("*.quarantine.parquet")) if extracts.exists() else []
+    if quarantined:
+        kept = config.paths.quarantine_dir / run.run_id
+        kept.mkdir(parents=True, mode=0o700)
+        os.chmod(config.paths.quarantine_dir, 0o700)
+        for f in quarantined:
+            os.replace(f, kept / f.name)
+    shutil.rmtree(run.run_dir)
+    return kept
+
+
+# --- reports --------------------------------------------------------------------------------------
+
+
+def report_path(config: ProjectConfig, run_id: str) -> Path:
+    return config.paths.reports_dir / run_id / "quality.html"
+
+
+def report(config: ProjectConfig, run_record: RunRecord, intakes: list[Intake]) -> Path:
+    """The run's data-quality report and its Great Expectations Data Docs, both fully offline.
+
+    Written to ``reports_dir/<run_id>/`` (``quality.html`` and ``data-docs/``); counts only.
+    """
+    from linkage.reports.datadocs import build_data_docs
+    from linkage.reports.quality import render_quality_report
+
+    out = config.paths.reports_dir / run_record.run_id
+    out.mkdir(parents=True, exist_ok=True)
+    results = [
+        json.loads(i.gx_result_path.read_text()) for i in intakes if i.gx_result_path is not None
+    ]
+    docs = (
+        build_data_docs(results, out / "data-docs", site_name=config.project) if results else None
+    )
+    history = [r for r in runlog.history(config.paths.index_dir) if r.run_id != run_record.run_id]
+    return render_quality_report(
+        run_record,
+        [*history, run_record],
+        report_path(config, run_record.run_id),
+        suppress_below=config.reports.suppress_below,
+        data_docs=docs,
+    )
+
+
 # --- what a person reads at the end ---------------------------------------------------------------
 
 
@@ -332,7 +387,7 @@ def _command() -> str:
         return "linkage"
 
 
-def format_summary(r: RunRecord, report: Path | None = None) -> str:
+def format_summary(r: RunRecord) -> str:
     """The run in a few lines: books per agency, gates, linkage totals, where things are."""
     lines = [f"Run {r.run_id}: {r.status.upper()}", ""]
     lines.append(
@@ -360,8 +415,8 @@ def format_summary(r: RunRecord, report: Path | None = None) -> str:
             f"model:          {model}",
             f"index:          {r.release}",
         ]
-    if report:
-        lines.append(f"report:         {report}")
+    if r.report:
+        lines.append(f"report:         {r.report}")
     if r.status == "published":
         lines += [
             "",

@@ -76,6 +76,8 @@ class RunRecord:
     persons: int | None = None
     links: int | None = None
     release: str | None = None
+    report: str | None = None
+    """The run's data-quality report (HTML), beside its Data Docs."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"

@@ -81,6 +81,7 @@ from linkage.contracts import (
     Unique,
 )
 from linkage.errors import ContractError, LinkageError
+from linkage.reports.datadocs import sanitise_result
 from linkage.sources.common import (
     ACCEPTED_MODE,
     LINE,
@@ -153,6 +154,8 @@ class ValidationResult:
     quarantined: int
     reasons: dict[str, int]
     results_path: Path
+    gx_result_path: Path
+    """The run as one GX suite validation result, sanitised (counts only): input to Data Docs."""
     expectations: int
     success: bool
     quarantine_rate: float = 0.0
@@ -300,6 +303,8 @@ class _Outcome:
     meta: Mapping[str, Any]
     summary: dict[str, Any]
     lines: np.ndarray
+    gx_result: dict[str, Any]
+    """The GX result as a dict, sanitised of row-level detail (for Data Docs)."""
 
 
 _KEPT = ("element_count", "unexpected_count", "unexpected_percent", "missing_count")
@@ -457,7 +462,14 @@ def _run_suite(agency: str, suite: Any, table: pa.Table) -> list[_Outcome]:
                 continue
             meta = config.meta or {}
             lines = _failing_lines(result) if meta.get("row_rule") else np.empty(0, np.int64)
-            outcomes.append(_Outcome(meta=meta, summary=sanitise(result), lines=lines))
+            outcomes.append(
+                _Outcome(
+                    meta=meta,
+                    summary=sanitise(result),
+                    lines=lines,
+                    gx_result=sanitise_result(result.to_json_dict()),
+                )
+            )
     if errored:
         raise ExpectationErrored(agency, errored)
     return outcomes
@@ -655,6 +667,33 @@ def validate_extract(
             "results": summaries,
         },
     )
+    gx_result_path = out_dir / f"{extracted.agency}.gx-result.json"
+    _write_results(
+        gx_result_path,
+        {
+            "success": not problems,
+            "suite_name": f"{extracted.agency}.{contract.id}",
+            "results": [o.gx_result for o in outcomes],
+            "statistics": {
+                "evaluated_expectations": len(outcomes),
+                "successful_expectations": sum(o.summary["success"] for o in outcomes),
+                "unsuccessful_expectations": sum(not o.summary["success"] for o in outcomes),
+                "success_percent": 100.0
+                * sum(o.summary["success"] for o in outcomes)
+                / max(len(outcomes), 1),
+            },
+            "meta": {
+                "active_batch_definition": {
+                    "datasource_name": extracted.agency,
+                    "data_connector_name": "fluent",
+                    "data_asset_name": contract.table,
+                    "batch_identifiers": {},
+                },
+                "great_expectations_version": _gx_version(),
+                "run_id": {"run_name": extracted.agency, "run_time": None},
+            },
+        },
+    )
     result = ValidationResult(
         agency=extracted.agency,
         accepted_path=extracted.accepted_path,
@@ -664,6 +703,7 @@ def validate_extract(
         quarantined=quarantined,
         reasons=reasons,
         results_path=results_path,
+        gx_result_path=gx_result_path,
         expectations=len(suite.expectations),
         success=not problems,
         quarantine_rate=rate,

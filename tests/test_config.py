@@ -11,7 +11,7 @@ from linkage.errors import ConfigError
 
 BASE = """
 project: t
-paths: {index_dir: out/index, work_dir: out/work, reports_dir: out/reports}
+paths: {index_dir: out/index, work_dir: out/work, reports_dir: out/reports, quarantine_dir: out/q}
 duckdb: {temp_directory: out/tmp}
 model: {dir: out/models}
 identifiers:

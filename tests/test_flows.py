@@ -17,6 +17,7 @@ import pytest
 from linkage.config import load_config
 from linkage.evaluate import evaluate
 from linkage.publish import current_release
+from linkage.reports.offline import find_external_urls
 
 pytestmark = pytest.mark.slow
 
@@ -56,6 +57,10 @@ def test_nightly_flow_trains_on_first_run_then_reuses_the_model(
             first.run_id,
             second.run_id,
         ]
+    report = Path(second.report)
+    assert report.is_file() and (report.parent / "data-docs" / "index.html").is_file()
+    assert find_external_urls(report.parent) == []
+    assert not (cfg.paths.work_dir / second.run_id).exists()  # working files removed
     ev = evaluate(release2, demo_project.parent / "data" / "truth.csv")
     assert ev.pairwise_precision > 0.9 and ev.pairwise_recall > 0.9
 
@@ -127,3 +132,58 @@ def test_a_second_run_exits_75_while_one_holds_the_lock(demo_project: Path) -> N
         assert "another run" in done.stderr and "holds" in done.stderr
     finally:
         holder.kill()
+
+
+CANARY = "ZQXCANARYWOLFGANG"
+
+
+def _files_holding(root: Path, needle: bytes) -> list[Path]:
+    hits = []
+    for f in root.rglob("*"):
+        if f.is_file() and needle in f.read_bytes():
+            hits.append(f)
+    return hits
+
+
+def test_a_planted_name_is_only_in_the_index_and_the_quarantine_store(
+    prefect_server: None,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Counts only: no report, log, run record or Prefect store may hold a person's value."""
+    import polars as pl
+
+    from flows.nightly import nightly
+    from linkage.demo.project import write_demo_project
+
+    path = write_demo_project(tmp_path, persons=600, seed=13)
+    csv_path = tmp_path / "data" / "nhs_trust.csv"
+    df = pl.read_csv(csv_path, infer_schema=False)
+    df = df.with_columns(
+        forename=pl.when(pl.int_range(pl.len()) < 2).then(pl.lit(CANARY)).otherwise("forename"),
+        # The second planted row breaks the contract's id pattern: it goes to quarantine.
+        patient_id=pl.when(pl.int_range(pl.len()) == 1)
+        .then(pl.lit("BAD-ID"))
+        .otherwise("patient_id"),
+    )
+    df.write_csv(csv_path)
+    caplog.set_level("DEBUG")
+    record = nightly(str(path))
+    cfg = load_config(path)
+    needle = CANARY.encode()
+
+    with duckdb.connect(record.release, read_only=True) as con:
+        hits = con.execute("SELECT count(*) FROM records WHERE given_name = ?", [CANARY])
+        assert hits.fetchall()[0][0] == 1
+    quarantine = cfg.paths.quarantine_dir / record.run_id / "nhs_trust.quarantine.parquet"
+    assert quarantine.is_file() and oct(quarantine.parent.stat().st_mode & 0o777) == "0o700"
+    assert pl.read_parquet(quarantine)["raw"].str.contains(CANARY).sum() == 1
+
+    assert _files_holding(cfg.paths.reports_dir, needle) == []
+    assert _files_holding(cfg.paths.index_dir / "runs", needle) == []
+    assert _files_holding(Path(os.environ["PREFECT_HOME"]), needle) == []
+    assert not cfg.paths.work_dir.exists() or _files_holding(cfg.paths.work_dir, needle) == []
+    assert CANARY not in caplog.text
+    out, err = capfd.readouterr()
+    assert CANARY not in out and CANARY not in err

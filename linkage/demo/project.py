@@ -19,7 +19,9 @@ def write_demo_project(root: Path, *, persons: int, seed: int, profile: str = "d
     data = root / "data"
     generate_demo(data, persons=persons, seed=seed, profile=profile)
     doc = yaml.safe_load(DEMO_CONFIG.read_text())
-    doc["paths"] = {k: str(root / "out" / k) for k in ("index_dir", "work_dir", "reports_dir")}
+    doc["paths"] = {
+        k: str(root / "out" / k) for k in ("index_dir", "work_dir", "reports_dir", "quarantine_dir")
+    }
     doc["duckdb"]["temp_directory"] = str(root / "out" / "tmp")
     doc["model"]["dir"] = str(root / "out" / "models")
     for agency in doc["agencies"]:
