@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from flows.env import apply_offline_defaults
@@ -11,7 +12,7 @@ apply_offline_defaults()
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
 
-from linkage import pipeline  # noqa: E402
+from linkage import pipeline, runlog  # noqa: E402
 from linkage.config import ProjectConfig, load_config  # noqa: E402
 from linkage.gates import blocking  # noqa: E402
 from linkage.lock import run_lock  # noqa: E402
@@ -92,6 +93,13 @@ def nightly(config_path: str | None = None, override: str | None = None) -> RunR
         run = pipeline.new_run(config)
         logger.info("run %s for project %s", run.run_id, config.project)
         intakes = intake(config, run)
+        if (last := pipeline.same_as_last_published(config, intakes)) is not None:
+            logger.info("every extract is identical to run %s's: nothing to do", last.run_id)
+            unchanged = pipeline.record(config, run, intakes, [], status="unchanged")
+            unchanged = replace(unchanged, release=last.release, report=None)
+            runlog.save(config.paths.index_dir, unchanged)
+            pipeline.close_run(config, run)
+            return unchanged
         gates = check_gates(config, intakes)
         failed = blocking(gates)
         if failed and not override:

@@ -194,6 +194,24 @@ def check(config: ProjectConfig, intakes: list[Intake]) -> list[GateOutcome]:
     return check_gates(config, [i.summary for i in intakes], thresholds, history)
 
 
+def same_as_last_published(config: ProjectConfig, intakes: list[Intake]) -> RunRecord | None:
+    """The last published run, if every extract now is byte-identical to the one it published
+    and the model is unchanged (a duplicate delivery, bad-inputs C1); else None."""
+    published = [r for r in runlog.history(config.paths.index_dir) if r.status == "published"]
+    if not published or current_release(config.paths.index_dir) is None:
+        return None
+    last = published[-1]
+    before = {e.agency: e.sha256 for e in last.extracts if not e.rejected}
+    now = {i.summary.agency: i.summary.sha256 for i in intakes if not i.summary.rejected}
+    try:
+        model = load_model(config).version
+    except ModelError:
+        return None
+    if None in now.values() or now != before or model != last.model_version:
+        return None
+    return last
+
+
 def carry_forward(config: ProjectConfig, intake: Intake, run: RunContext) -> Intake:
     """Under an override, an agency whose delivery failed keeps its records of the current release.
 

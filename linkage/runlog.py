@@ -14,7 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-RunStatus = Literal["published", "blocked", "failed"]
+RunStatus = Literal["published", "unchanged", "blocked", "failed"]
+"""``unchanged``: every extract was byte-identical to the last published run's (a duplicate
+delivery): nothing was linked or published and the current release stays."""
 
 
 @dataclass(frozen=True)

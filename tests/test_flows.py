@@ -48,15 +48,28 @@ def test_nightly_flow_trains_on_first_run_then_reuses_the_model(
         assert delivered == published and len(published) == 4
         assert con.sql("SELECT count(*) FROM crosswalk").fetchall()[0][0] == first.records
 
+    again = nightly(str(demo_project))  # the same files delivered again: a no-op (C1)
+    assert again.status == "unchanged" and again.release == first.release
+    assert current_release(cfg.paths.index_dir) == release
+
+    # A correction (C2): one agency resends a changed file; it replaces, never appends.
+    care = demo_project.parent / "data" / "social_care.csv"
+    lines = care.read_text().splitlines(keepends=True)
+    care.write_text("".join(lines[:-1]))
     second = nightly(str(demo_project))
+    assert second.status == "published"
     assert not second.trained_this_run and second.model_version == first.model_version
     release2 = current_release(cfg.paths.index_dir)
     assert release2 is not None and release2 != release and release.exists()  # old one kept
     with duckdb.connect(str(release2), read_only=True) as con:
-        assert [r[0] for r in con.sql("SELECT run_id FROM runs ORDER BY run_id").fetchall()] == [
-            first.run_id,
-            second.run_id,
-        ]
+        runs = con.sql("SELECT run_id, status FROM runs ORDER BY run_id").fetchall()
+        assert runs == [
+            (first.run_id, "published"), (again.run_id, "unchanged"), (second.run_id, "published")
+        ]  # fmt: skip
+        care_books = con.sql(
+            "SELECT delivered FROM extracts WHERE agency = 'social_care' ORDER BY run_id"
+        ).fetchall()
+        assert care_books[-1][0] == care_books[0][0] - 1
     report = Path(second.report)
     assert report.is_file() and (report.parent / "data-docs" / "index.html").is_file()
     assert find_external_urls(report.parent) == []

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from linkage import pipeline
 from linkage.config import ProjectConfig, load_config
+from linkage.contracts import load_contract
 from linkage.db import connect
 from linkage.errors import PublishError
 from linkage.evaluate import evaluate
@@ -275,3 +276,21 @@ def test_a_new_agency_is_onboarded_with_config_and_a_contract_only(tmp_path: Pat
     assert same_person >= 114  # >= 95% of tenants linked to the care record they came from
     truth = evaluate(release, tmp_path / "data" / "truth.csv")
     assert truth.published_records_not_in_truth == 120  # the new agency is not in the demo truth
+
+
+def test_release_tables_match_the_published_index_contract(project: tuple[Path, RunRecord]) -> None:
+    """data_contracts/master_index.yaml is the published index's contract: its tables and
+    columns, in order, are exactly what a release holds."""
+    path, record = project
+    contract_path = Path(__file__).resolve().parents[1] / "data_contracts" / "master_index.yaml"
+    load_contract(contract_path)  # valid ODCS
+    doc = yaml.safe_load(contract_path.read_text())
+    with duckdb.connect(record.release, read_only=True) as con:
+        for table in doc["schema"]:
+            columns = [
+                r[0] for r in con.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+                    "ORDER BY ordinal_position", [table["physicalName"]]
+                ).fetchall()
+            ]  # fmt: skip
+            assert columns == [p["name"] for p in table["properties"]], table["name"]

@@ -90,6 +90,10 @@ STATUS_TEXT = {
         "Nothing was published: a publishing gate failed, so the previous release stays current."
     ),
     "failed": "The run failed before publishing: the previous release stays current.",
+    "unchanged": (
+        "Every extract was identical to the last published run's: nothing was linked or "
+        "published, and the current release stays."
+    ),
 }
 
 # Quality flags grouped as IG leads read them; identifier schemes are whatever the config declares.
@@ -113,7 +117,9 @@ FLAG_SUFFIXES = {
 
 ACRONYMS = {"nhs": "NHS", "ni": "NI", "pnc": "PNC", "dob": "DOB", "id": "ID", "uprn": "UPRN"}
 
-STATUS_COLOURS = {"published": "#1f6f43", "blocked": "#a15c00", "failed": "#b3261e"}
+STATUS_COLOURS = {
+    "published": "#1f6f43", "unchanged": "#3b5b7a", "blocked": "#a15c00", "failed": "#b3261e"
+}  # fmt: skip
 
 _RECORD_WORDS = (
     r"accepted|quarantined|delivered|standardised|rejected|blank|duplicates?|exact|rows?|records?"
