@@ -337,6 +337,7 @@ def block(config: ProjectConfig, run_record: RunRecord) -> None:
     reasons = "; ".join(f"{g.gate} ({g.agency or 'run'}): {g.detail}" for g in failed)
     raise PublishBlocked(
         f"run {run_record.run_id} not published, the previous release stays current: {reasons}. "
+        f"Report: {run_record.report}. "
         "To publish anyway, rerun with --override 'who approved it and why'"
     )
 
