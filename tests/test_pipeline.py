@@ -294,3 +294,22 @@ def test_release_tables_match_the_published_index_contract(project: tuple[Path, 
                 ).fetchall()
             ]  # fmt: skip
             assert columns == [p["name"] for p in table["properties"]], table["name"]
+
+
+@pytest.mark.slow
+def test_febrl4_through_the_whole_pipeline_reaches_f1_0999(tmp_path: Path) -> None:
+    """The FEBRL4 benchmark (a regression gate, not a tuning set) via examples/febrl4."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "febrl4"
+    doc = yaml.safe_load((example / "linkage.yaml").read_text())
+    doc["paths"] = {k: str(tmp_path / k) for k in doc["paths"]}
+    doc["duckdb"]["temp_directory"] = str(tmp_path / "tmp")
+    doc["model"]["dir"] = str(tmp_path / "models")
+    for a in doc["agencies"]:
+        a["contract"] = str(example / a["contract"])
+        a["source"]["path"] = str(example / a["source"]["path"])
+    path = tmp_path / "linkage.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    record = run_steps(load_config(path))
+    ev = evaluate(Path(record.release), example / "truth.csv")
+    assert ev.truth_records_not_published == 0
+    assert ev.pairwise_precision >= 0.999 and ev.pairwise_f1 >= 0.999, ev
