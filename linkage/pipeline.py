@@ -63,7 +63,8 @@ class RunContext:
 def new_run(config: ProjectConfig) -> RunContext:
     """Create the run's private working folder (0700: it holds person records)."""
     started = datetime.now(UTC)
-    run_id = started.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
+    # Sorts in start order (to the microsecond): the run log and the release history rely on it.
+    run_id = started.strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(2)
     run_dir = config.paths.work_dir / run_id
     run_dir.mkdir(parents=True, mode=0o700)
     os.chmod(config.paths.work_dir, 0o700)
