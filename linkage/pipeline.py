@@ -33,7 +33,7 @@ from linkage.publish import PublishResult, current_release, publish
 from linkage.runlog import ExtractSummary, GateOutcome, RunRecord
 from linkage.sources import ExtractResult, read_extract
 from linkage.sources.common import DeliveryMissing
-from linkage.standardise import StandardiseResult, standardise_extract
+from linkage.standardise import StandardiseResult, canonical_schema, standardise_extract
 from linkage.validate import ValidationResult, validate_extract
 from schemas.canonical import CANONICAL_FIELDS
 
@@ -224,8 +224,6 @@ def carry_forward(config: ProjectConfig, intake: Intake, run: RunContext) -> Int
         return intake
     out = run.run_dir / "standardised" / f"{agency}.carried.parquet"
     out.parent.mkdir(exist_ok=True, mode=0o700)
-    from linkage.standardise import canonical_schema
-
     columns = ", ".join(canonical_schema(config.identifiers).names())
     con = connect(":memory:", config)
     try:

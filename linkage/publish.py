@@ -61,7 +61,7 @@ def _check_books(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
     """Refuse to publish when any record is unaccounted for."""
     problems = []
     for e in run.extracts:
-        if e.delivered != e.accepted + e.quarantined + e.blank_lines + e.duplicates:
+        if not e.balanced:
             problems.append(
                 f"{e.agency}: delivered {e.delivered} != accepted {e.accepted} + quarantined "
                 f"{e.quarantined} + blank lines {e.blank_lines} + duplicates {e.duplicates}"
