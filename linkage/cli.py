@@ -125,12 +125,19 @@ def evaluate(
     release = current_release(cfg.paths.index_dir)
     if release is None:
         raise QueryError(f"no published index in {cfg.paths.index_dir}; run `linkage run` first")
-    result = run_evaluation(release, truth).as_dict()
+    ev = run_evaluation(release, truth)
     if json_:
-        typer.echo(json.dumps(result, indent=2))
+        typer.echo(json.dumps(ev.as_dict(), indent=2))
         return
-    for k, v in result.items():
-        typer.echo(f"{k:<32}{v:.4f}" if isinstance(v, float) else f"{k:<32}{v}")
+    for k, v in ev.as_dict().items():
+        if k != "agency_pairs":
+            typer.echo(f"{k:<32}{v:.4f}" if isinstance(v, float) else f"{k:<32}{v}")
+    typer.echo(f"\n{'agency pair':<32}{'true':>8}{'predicted':>10}{'correct':>9}{'P':>8}{'R':>8}")
+    for p in ev.agency_pairs:
+        typer.echo(
+            f"{p.agencies:<32}{p.true_pairs:>8}{p.predicted_pairs:>10}{p.true_positive_pairs:>9}"
+            f"{p.precision:>8.4f}{p.recall:>8.4f}"
+        )
 
 
 @app.command("check-config")

@@ -173,15 +173,61 @@ class IdentifierScheme(_Model):
     compare: bool = Field(
         True, description="Use in the model. Set false for numbers only one agency holds."
     )
+    trusted: bool | None = Field(
+        None,
+        description="A shared number links two records outright (unless their dates of birth "
+        "conflict) and two different numbers keep them apart. Default: true for schemes with a "
+        "check digit (nhs_number, pnc), false otherwise.",
+    )
+
+    @property
+    def is_trusted(self) -> bool:
+        return (
+            self.trusted if self.trusted is not None else self.validation in ("nhs_number", "pnc")
+        )
 
 
 class ModelConfig(_Model):
     dir: Path = Field(description="Folder of versioned model artefacts (one subfolder each).")
     version: str | None = Field(None, description="Pin a version; default is the newest.")
-    cluster_threshold: float = Field(0.99, gt=0, lt=1)
-    predict_threshold: float = Field(0.5, gt=0, lt=1, description="Pairs below it are not kept.")
+    cluster_threshold: float = Field(
+        0.9, gt=0, lt=1, description="Pairs at or above it link (grade probable or certain)."
+    )
+    certain_threshold: float = Field(
+        0.99999,
+        gt=0,
+        lt=1,
+        description="Links at or above it (or on a trusted number) are certain.",
+    )
+    predict_threshold: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="Pairs below it are not kept; kept unlinked pairs are possible.",
+    )
+    max_cluster_size: int = Field(
+        25,
+        ge=2,
+        description="No person holds more records; bigger clusters are split and reported.",
+    )
+    household_guards: bool = Field(
+        True,
+        description="Veto links between records whose given names or birth dates conflict "
+        "(family members share surname, address and, for twins, birth date). Turn off only for "
+        "sources known to hold no families, such as the FEBRL benchmarks.",
+    )
     max_pairs_u: float = Field(5e6, gt=0, description="Pairs sampled to estimate u.")
     seed: int = 42
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> ModelConfig:
+        if not self.predict_threshold <= self.cluster_threshold <= self.certain_threshold:
+            raise ValueError(
+                f"thresholds must satisfy predict_threshold ({self.predict_threshold}) <= "
+                f"cluster_threshold ({self.cluster_threshold}) <= certain_threshold "
+                f"({self.certain_threshold}); fix the model section"
+            )
+        return self
 
 
 class DuckDBConfig(_Model):

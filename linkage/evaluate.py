@@ -9,11 +9,31 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
 from linkage.db import sql_str
 from linkage.errors import QueryError
+
+
+@dataclass(frozen=True)
+class AgencyPair:
+    """Pairwise figures over the record pairs with one record from each of two agencies (or both
+    from one agency: its duplicates)."""
+
+    agencies: str  # "a + b", names sorted
+    true_pairs: int
+    predicted_pairs: int
+    true_positive_pairs: int
+
+    @property
+    def precision(self) -> float:
+        return self.true_positive_pairs / self.predicted_pairs if self.predicted_pairs else 1.0
+
+    @property
+    def recall(self) -> float:
+        return self.true_positive_pairs / self.true_pairs if self.true_pairs else 1.0
 
 
 @dataclass(frozen=True)
@@ -35,8 +55,9 @@ class Evaluation:
     over_merged_persons: int
     split_persons: int
     false_pairs_within_household: int | None
+    agency_pairs: tuple[AgencyPair, ...] = ()
 
-    def as_dict(self) -> dict[str, float | int | None]:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -67,7 +88,8 @@ def evaluate(release: Path, truth: Path) -> Evaluation:
         con.execute(f"ATTACH {sql_str(release)} AS idx (READ_ONLY)")
         con.execute(f"""
             CREATE TABLE j AS
-            SELECT c.person_id AS pred, t.person_id AS true_id, {household} AS household
+            SELECT c.person_id AS pred, t.person_id AS true_id, {household} AS household,
+                   agency
             FROM idx.crosswalk c
             JOIN truth t USING (agency, source_record_id)
         """)
@@ -106,6 +128,7 @@ def evaluate(release: Path, truth: Path) -> Evaluation:
                 SELECT count(*) FROM j a JOIN j b
                   ON a.pred = b.pred AND a.true_id < b.true_id AND a.household = b.household
             """).fetchall()[0]
+        agency_pairs = _agency_pairs(con)
     finally:
         con.close()
     p = tp / pred_pairs if pred_pairs else 1.0
@@ -129,4 +152,27 @@ def evaluate(release: Path, truth: Path) -> Evaluation:
         over_merged_persons=over,
         split_persons=split,
         false_pairs_within_household=in_household,
+        agency_pairs=agency_pairs,
     )
+
+
+def _agency_pairs(con: duckdb.DuckDBPyConnection) -> tuple[AgencyPair, ...]:
+    """Pair counts per pair of agencies, from per-group record counts (pairs are never listed)."""
+
+    def pairs(group: str) -> str:
+        # Pairs within each group, split by the agencies of their two records.
+        return f"""
+            WITH g AS (SELECT {group}, agency, count(*) AS n FROM j GROUP BY ALL)
+            SELECT a.agency || ' + ' || b.agency AS agencies,
+                   sum(CASE WHEN a.agency = b.agency THEN a.n * (a.n - 1) / 2
+                            ELSE a.n * b.n END) AS n
+            FROM g a JOIN g b USING ({group}) WHERE a.agency <= b.agency GROUP BY 1"""
+
+    rows = con.sql(f"""
+        SELECT agencies, coalesce(t.n, 0), coalesce(p.n, 0), coalesce(tp.n, 0)
+        FROM ({pairs("true_id")}) t
+        FULL JOIN ({pairs("pred")}) p USING (agencies)
+        FULL JOIN ({pairs("pred, true_id")}) tp USING (agencies)
+        ORDER BY agencies
+    """).fetchall()
+    return tuple(AgencyPair(a, int(t), int(p), int(tp)) for a, t, p, tp in rows)

@@ -8,14 +8,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 from splink import DuckDBAPI, Linker
 
+from linkage.cluster import ClusterPolicy, cluster
 from linkage.db import sql_str
 from linkage.model import ModelArtefact
+from linkage.standardise.nicknames import VARIANTS_COLUMN, register_nicknames, variants_sql
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +31,22 @@ class LinkResult:
     persons: int
     largest_person: int
     seconds: float
+    grades: dict[str, int] = field(default_factory=dict)
+    deterministic_links: int = 0
+    vetoes: dict[str, int] = field(default_factory=dict)
+    rebuilt_clusters: int = 0
 
 
 def load_records(con: duckdb.DuckDBPyConnection, standardised: Sequence[Path]) -> int:
-    """Union the standardised extracts into table ``records``; return its row count."""
+    """Union the standardised extracts into table ``records``, with each given name's variants
+    (:mod:`linkage.standardise.nicknames`); return its row count."""
     files = ", ".join(sql_str(p) for p in standardised)
+    nicknames = register_nicknames(con)
     con.execute(
         "CREATE OR REPLACE TABLE records AS "
-        f"SELECT * FROM read_parquet([{files}], union_by_name=true)"
+        f"SELECT r.*, {variants_sql('r.given_name')} AS {VARIANTS_COLUMN} "
+        f"FROM read_parquet([{files}], union_by_name=true) r "
+        f"LEFT JOIN {nicknames} n ON n.nickname = r.given_name ORDER BY r.record_key"
     )
     return con.sql("SELECT count(*) FROM records").fetchall()[0][0]
 
@@ -44,15 +54,16 @@ def load_records(con: duckdb.DuckDBPyConnection, standardised: Sequence[Path]) -
 def predict_and_cluster(
     con: duckdb.DuckDBPyConnection,
     model: ModelArtefact,
+    policy: ClusterPolicy,
     *,
     predict_threshold: float,
-    cluster_threshold: float,
     work_db: Path,
 ) -> LinkResult:
     """Score pairs of ``records`` into table ``pairs`` and cluster them into table ``clusters``.
 
     ``pairs`` holds every scored pair at or above ``predict_threshold`` with its match weight,
-    probability and per-comparison levels; ``clusters`` maps each record_key to a cluster_id.
+    probability, per-comparison levels and weights, and its decision (``linked``, ``grade``,
+    ``veto``: see :mod:`linkage.cluster`); ``clusters`` maps each record_key to a cluster_id.
     """
     started = time.monotonic()
     db_api = DuckDBAPI(connection=con)
@@ -63,31 +74,32 @@ def predict_and_cluster(
     )
     predictions = linker.inference.predict(threshold_match_probability=predict_threshold)
     con.execute(f"CREATE OR REPLACE TABLE pairs AS SELECT * FROM {predictions.physical_name}")
-    clustered = linker.clustering.cluster_pairwise_predictions_at_threshold(
-        predictions, threshold_match_probability=cluster_threshold
-    )
-    con.execute(
-        "CREATE OR REPLACE TABLE clusters AS "
-        f"SELECT record_key, cluster_id FROM {clustered.physical_name}"
-    )
     linker.table_management.delete_tables_created_by_splink_from_db()
+    clustered = cluster(con, policy)
     (records,) = con.sql("SELECT count(*) FROM records").fetchall()[0]
     (pairs,) = con.sql("SELECT count(*) FROM pairs").fetchall()[0]
-    (links,) = con.execute(
-        "SELECT count(*) FROM pairs WHERE match_probability >= ?", [cluster_threshold]
-    ).fetchall()[0]
-    persons, largest = con.sql(
-        "SELECT count(*), max(n) FROM (SELECT count(*) AS n FROM clusters GROUP BY cluster_id)"
-    ).fetchall()[0]
     result = LinkResult(
-        work_db, records, pairs, links, persons, largest or 0, round(time.monotonic() - started, 1)
-    )
-    log.info(
-        "linked %d records: %d scored pairs, %d links, %d persons (largest %d) in %.1fs",
+        work_db,
         records,
         pairs,
-        links,
-        persons,
+        clustered.links,
+        clustered.persons,
+        clustered.largest_person,
+        round(time.monotonic() - started, 1),
+        clustered.grades,
+        clustered.deterministic_links,
+        clustered.vetoes,
+        clustered.rebuilt_clusters,
+    )
+    log.info(
+        "linked %d records: %d scored pairs, %d links (%d on trusted numbers), %d vetoed, "
+        "%d persons (largest %d) in %.1fs",
+        records,
+        pairs,
+        result.links,
+        result.deterministic_links,
+        sum(result.vetoes.values()),
+        result.persons,
         result.largest_person,
         result.seconds,
     )

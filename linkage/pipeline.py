@@ -22,6 +22,7 @@ from pathlib import Path
 import polars as pl
 
 from linkage import runlog
+from linkage.cluster import ClusterPolicy
 from linkage.config import ProjectConfig
 from linkage.contracts import load_contract
 from linkage.db import connect, sql_str
@@ -35,7 +36,7 @@ from linkage.sources import ExtractResult, read_extract
 from linkage.sources.common import DeliveryMissing
 from linkage.standardise import StandardiseResult, canonical_schema, standardise_extract
 from linkage.validate import ValidationResult, validate_extract
-from schemas.canonical import CANONICAL_FIELDS
+from schemas.canonical import CANONICAL_FIELDS, identifier_column
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +270,24 @@ def model_for_run(
         return train(config, standardised, run), True
 
 
+def cluster_policy(config: ProjectConfig) -> ClusterPolicy:
+    """The clustering rules of ``config``: trusted number columns, thresholds, size cap."""
+    return ClusterPolicy(
+        trusted=tuple(
+            identifier_column(s)
+            for s, spec in sorted(config.identifiers.items())
+            if spec.is_trusted
+        ),
+        identifiers=tuple(
+            identifier_column(s) for s, spec in sorted(config.identifiers.items()) if spec.compare
+        ),
+        cluster_threshold=config.model.cluster_threshold,
+        certain_threshold=config.model.certain_threshold,
+        max_cluster_size=config.model.max_cluster_size,
+        household_guards=config.model.household_guards,
+    )
+
+
 def link(
     config: ProjectConfig, model: ModelArtefact, standardised: list[Path], run: RunContext
 ) -> LinkResult:
@@ -280,8 +299,8 @@ def link(
         return predict_and_cluster(
             con,
             model,
+            cluster_policy(config),
             predict_threshold=config.model.predict_threshold,
-            cluster_threshold=config.model.cluster_threshold,
             work_db=work_db,
         )
     finally:
@@ -430,6 +449,9 @@ def format_summary(r: RunRecord) -> str:
         model = f"{r.model_version}{' (trained in this run)' if r.trained_this_run else ''}"
         lines += [
             f"records linked: {r.records}   persons: {r.persons}   links: {r.links}",
+            "link grades:    "
+            + ", ".join(f"{g} {n}" for g, n in r.link_grades.items())
+            + (f"   vetoed: {sum(r.vetoes.values())}" if r.vetoes else ""),
             f"model:          {model}",
             f"index:          {r.release}",
         ]

@@ -19,9 +19,11 @@ from pathlib import Path
 
 import duckdb
 
+from linkage.cluster import GRADES
 from linkage.db import quote, sql_str
 from linkage.errors import PublishError
 from linkage.runlog import RunRecord
+from linkage.standardise.nicknames import VARIANTS_COLUMN
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +115,21 @@ def publish(
             "SELECT (SELECT count(*) FROM rel.records), (SELECT count(*) FROM rel.persons), "
             "(SELECT count(*) FROM rel.links WHERE linked)"
         ).fetchall()[0]
-        done = replace(run, records=records, persons=persons, links=links, release=str(final))
+        grades = dict(con.sql("SELECT grade, count(*) FROM rel.links GROUP BY 1").fetchall())
+        vetoes = dict(
+            con.sql(
+                "SELECT veto, count(*) FROM rel.links WHERE veto IS NOT NULL GROUP BY 1 ORDER BY 1"
+            ).fetchall()
+        )
+        done = replace(
+            run,
+            records=records,
+            persons=persons,
+            links=links,
+            link_grades={g: grades.get(g, 0) for g in GRADES},
+            vetoes=vetoes,
+            release=str(final),
+        )
         _write_run_tables(con, [*history, done])
     finally:
         con.execute("DETACH rel")
@@ -135,14 +151,14 @@ def publish(
 
 
 def _build_release(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
-    con.execute("""
+    con.execute(f"""
         CREATE TABLE rel.records AS
         WITH person AS (
             SELECT cluster_id,
                    'P' || substr(sha256(min(record_key)), 1, 12) AS person_id
             FROM clusters GROUP BY cluster_id
         )
-        SELECT p.person_id, r.*
+        SELECT p.person_id, r.* EXCLUDE ({VARIANTS_COLUMN})
         FROM records r
         JOIN clusters c USING (record_key)
         JOIN person p USING (cluster_id)
@@ -183,13 +199,12 @@ def _build_release(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
         CREATE TABLE rel.links AS
         SELECT rl.person_id AS person_id_l, rr.person_id AS person_id_r,
                p.record_key_l, p.record_key_r, p.match_weight, p.match_probability,
-               p.match_probability >= ? AS linked {details}
+               p.linked, p.grade, p.veto {details}
         FROM pairs p
         JOIN rel.records rl ON rl.record_key = p.record_key_l
         JOIN rel.records rr ON rr.record_key = p.record_key_r
         ORDER BY p.record_key_l, p.record_key_r
-        """,
-        [run.cluster_threshold],
+        """
     )
     con.execute(
         "CREATE VIEW rel.crosswalk AS SELECT agency, source_record_id, person_id FROM records"
@@ -203,7 +218,7 @@ def _write_run_tables(con: duckdb.DuckDBPyConnection, runs: list[RunRecord]) -> 
             run_id VARCHAR PRIMARY KEY, project VARCHAR, started_at TIMESTAMPTZ,
             finished_at TIMESTAMPTZ, status VARCHAR, config_path VARCHAR, model_version VARCHAR,
             trained_this_run BOOLEAN, cluster_threshold DOUBLE, records BIGINT, persons BIGINT,
-            links BIGINT, override VARCHAR, gates JSON
+            links BIGINT, link_grades JSON, vetoes JSON, override VARCHAR, gates JSON
         )""")
     con.execute("""
         CREATE TABLE rel.extracts (
@@ -215,7 +230,7 @@ def _write_run_tables(con: duckdb.DuckDBPyConnection, runs: list[RunRecord]) -> 
     for r in runs:
         gates = json.dumps([g.__dict__ for g in r.gates])
         con.execute(
-            "INSERT INTO rel.runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO rel.runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 r.run_id,
                 r.project,
@@ -229,6 +244,8 @@ def _write_run_tables(con: duckdb.DuckDBPyConnection, runs: list[RunRecord]) -> 
                 r.records,
                 r.persons,
                 r.links,
+                json.dumps(r.link_grades),
+                json.dumps(r.vetoes),
                 r.override,
                 gates,
             ],

@@ -77,6 +77,10 @@ class RunRecord:
     records: int | None = None
     persons: int | None = None
     links: int | None = None
+    link_grades: dict[str, int] = field(default_factory=dict)
+    """Scored pairs per grade (certain, probable, possible)."""
+    vetoes: dict[str, int] = field(default_factory=dict)
+    """Pairs at or above the cluster threshold not linked, per reason (see linkage.cluster)."""
     release: str | None = None
     report: str | None = None
     """The run's data-quality report (HTML), beside its Data Docs."""

@@ -15,12 +15,19 @@ from linkage.errors import QueryError
 from linkage.evaluate import evaluate
 
 
+def _agency(rid: str) -> str:
+    """Records named ``b...`` come from agency b, all others from agency a."""
+    return "b" if rid.startswith("b") else "a"
+
+
 def make_release(path: Path, predicted: dict[str, str]) -> None:
     con = duckdb.connect(str(path))
     con.execute(
         "CREATE TABLE records (agency VARCHAR, source_record_id VARCHAR, person_id VARCHAR)"
     )
-    con.executemany("INSERT INTO records VALUES ('a', ?, ?)", list(predicted.items()))
+    con.executemany(
+        "INSERT INTO records VALUES (?, ?, ?)", [(_agency(r), r, p) for r, p in predicted.items()]
+    )
     con.execute("CREATE VIEW crosswalk AS SELECT agency, source_record_id, person_id FROM records")
     con.close()
 
@@ -32,7 +39,7 @@ def make_truth(path: Path, truth: dict[str, str], households: dict[str, str] | N
             ["agency", "source_record_id", "person_id"] + (["household_id"] if households else [])
         )
         for rid, pid in truth.items():
-            w.writerow(["a", rid, pid] + ([households[rid]] if households else []))
+            w.writerow([_agency(rid), rid, pid] + ([households[rid]] if households else []))
 
 
 def oracle(pred: dict[str, str], true: dict[str, str]) -> tuple[float, float, float, float]:
@@ -92,3 +99,35 @@ def test_truth_file_without_required_columns_is_refused(tmp_path: Path) -> None:
     (tmp_path / "truth.csv").write_text("agency,id,person\na,r1,X\n")
     with pytest.raises(QueryError, match=r"lacks column\(s\) \['person_id', 'source_record_id'\]"):
         evaluate(tmp_path / "rel.duckdb", tmp_path / "truth.csv")
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("ab"), st.integers(0, 4), st.integers(0, 4)),
+        min_size=1,
+        max_size=20,
+    ),
+)
+def test_per_agency_pair_figures_match_brute_force(
+    tmp_path_factory: pytest.TempPathFactory, labels: list[tuple[str, int, int]]
+) -> None:
+    tmp = tmp_path_factory.mktemp("ev")
+    pred = {f"{a}{i}": f"P{p}" for i, (a, p, _) in enumerate(labels)}
+    true = {f"{a}{i}": f"T{t}" for i, (a, _, t) in enumerate(labels)}
+    make_release(tmp / "rel.duckdb", pred)
+    make_truth(tmp / "truth.csv", true)
+    ev = evaluate(tmp / "rel.duckdb", tmp / "truth.csv")
+    got = {p.agencies: (p.true_pairs, p.predicted_pairs, p.true_positive_pairs)
+           for p in ev.agency_pairs}  # fmt: skip
+    expected: dict[str, list[int]] = {}
+    for x, y in itertools.combinations(sorted(pred), 2):
+        key = " + ".join(sorted((_agency(x), _agency(y))))
+        counts = expected.setdefault(key, [0, 0, 0])
+        counts[0] += true[x] == true[y]
+        counts[1] += pred[x] == pred[y]
+        counts[2] += true[x] == true[y] and pred[x] == pred[y]
+    assert {k: v for k, v in got.items() if any(v)} == {
+        k: tuple(v) for k, v in expected.items() if any(v)
+    }
+    assert sum(p.true_positive_pairs for p in ev.agency_pairs) == ev.true_positive_pairs

@@ -198,10 +198,15 @@ def check_name_from_full(full: pl.Expr) -> pl.Expr:
     (``middle_names_flag`` is always null: a middle token is never judged on its own).
 
     Example:
-        >>> df = pl.DataFrame({"n": ["Mr John Paul Smith", "SMITH, Jane", "Baby of Jones"]})
+        >>> names = ["Mr John Paul Smith", "SMITH, Jane", "Baby of Jones", "Unknown Aled Martin"]
         >>> s = check_name_from_full(pl.col("n"))
-        >>> df.select(s.struct.field("given_name", "middle_names", "family_name")).rows()
-        [('JOHN', 'PAUL', 'SMITH'), ('JANE', None, 'SMITH'), (None, None, None)]
+        >>> cols = ("given_name", "middle_names", "family_name")
+        >>> for row in pl.DataFrame({"n": names}).select(s.struct.field(*cols)).rows():
+        ...     print(row)
+        ('JOHN', 'PAUL', 'SMITH')
+        ('JANE', None, 'SMITH')
+        (None, None, None)
+        (None, 'ALED', 'MARTIN')
     """
     return (
         pl.struct(_raw=clean_source(full))
@@ -244,11 +249,19 @@ def check_name_from_full(full: pl.Expr) -> pl.Expr:
         .struct.with_fields(
             _g_ok=pl.when(~pl.field("_g_ph")).then(pl.field("_given")),
         )
+        # "UNKNOWN ALED MARTIN": the first name is not known; ALED is still a middle name
         .struct.with_fields(
-            given_name=pl.field("_g_ok").str.extract(r"^(\S+)"),
+            _first_ph=is_name_placeholder(pl.field("_g_ok").str.extract(r"^(\S+)")),
+        )
+        .struct.with_fields(
+            given_name=pl.when(~pl.field("_first_ph")).then(
+                pl.field("_g_ok").str.extract(r"^(\S+)")
+            ),
             middle_names=pl.field("_g_ok").str.extract(r"^\S+ (.+)$"),
             family_name=pl.when(~pl.field("_f_ph")).then(pl.field("_family")),
-            given_name_flag=_flag("_g_ph", "given_name_placeholder"),
+            given_name_flag=pl.when(pl.field("_g_ph") | pl.field("_first_ph")).then(
+                pl.lit("given_name_placeholder")
+            ),
             middle_names_flag=_null_str(),
             family_name_flag=_flag("_f_ph", "family_name_placeholder"),
         )

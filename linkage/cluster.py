@@ -1,0 +1,365 @@
+"""From scored pairs to persons: trusted-number links, vetoes, safe clustering and grades.
+
+Connected components over every pair above a threshold is what chains a family into one person:
+twins share a family name, a birth date and an address, so one pair of their records can score
+above any threshold, and that one pair joins the twins' whole clusters. Hence three stages:
+
+1. **Decide each scored pair** (table ``decisions``). A pair is *vetoed* (never linked) when
+   - ``identifier_conflict``: both records hold a trusted number of one scheme and they differ;
+   - ``date_of_birth_conflict``: both hold a birth date, more than a year apart and more than one
+     digit apart (a mistyped digit is not a conflict), unless they share an identifier (any
+     scheme, one typo allowed) and their given names do not conflict;
+   - ``given_name_conflict``: both hold a given name and they share no identifier, and the
+     names are not similar (Jaro-Winkler < 0.8 and more than one typo apart), not variants of one
+     another (``BILL``, ``WILLIAM``), neither contains the other (``LIAM``, ``WILLIAM``; ``J``,
+     ``JOHN``), neither is the other's middle name, and neither is the other's family name
+     (names recorded the other way round).
+   The last two apply only below the certain threshold: they guard the band where agreement on
+   family name, address and birth date (which twins share) can carry a pair, and they let the
+   model's own strongest evidence stand. Otherwise a pair links when it shares a trusted number
+   (a deterministic link) or scores at or above the cluster threshold.
+2. **Connected components** of the linked pairs (Splink's clustering, in DuckDB).
+3. **Check each component**: if any two of its records (linked or not) conflict as above, if it
+   has more than ``max_cluster_size`` records, or if it has 4 or more records joined by no more
+   pairs than records (a chain, where one pair may bridge two groups), it is rebuilt greedily:
+   links in order of strength, refusing any merge that would put conflicting records together
+   (``cluster_conflict``), exceed the size cap (``cluster_size``), or join two groups of two or
+   more records through a single link that is not certain (``weak_bridge``).
+
+Every scored pair then gets a grade: ``certain`` (linked, on a trusted number or at or above the
+certain threshold), ``probable`` (linked otherwise) or ``possible`` (not linked: below the cluster
+threshold, vetoed or refused; the pairs a clerical review would look at).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import duckdb
+import pyarrow as pa
+from splink import DuckDBAPI
+from splink.clustering import cluster_pairwise_predictions_at_threshold
+
+log = logging.getLogger(__name__)
+
+#: Grades of a scored pair, strongest first.
+GRADES = ("certain", "probable", "possible")
+#: Reasons a pair is not linked although it scored at or above the cluster threshold.
+VETOES = (
+    "identifier_conflict",
+    "date_of_birth_conflict",
+    "given_name_conflict",
+    "cluster_conflict",
+    "cluster_size",
+    "weak_bridge",
+)
+#: Components above this size are checked for conflicts only on the pairs scored.
+_ALL_PAIRS_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class ClusterPolicy:
+    trusted: tuple[str, ...]
+    """Identifier columns (``id_<scheme>``) whose agreement links and whose difference vetoes."""
+    identifiers: tuple[str, ...]
+    """Every identifier column compared: agreement on any (or one typo away) outweighs one
+    conflicting field."""
+    cluster_threshold: float
+    certain_threshold: float
+    max_cluster_size: int
+    household_guards: bool = True
+    """The given-name and birth-date vetoes (off only for sources that hold no families)."""
+
+
+@dataclass(frozen=True)
+class ClusterResult:
+    persons: int
+    largest_person: int
+    links: int
+    grades: dict[str, int]
+    deterministic_links: int
+    vetoes: dict[str, int] = field(default_factory=dict)
+    rebuilt_clusters: int = 0
+
+
+def conflict_sql(a: str, b: str, policy: ClusterPolicy, probability: str) -> dict[str, str]:
+    """SQL booleans (never NULL) comparing records ``a`` and ``b`` (table aliases): ``shared_id``
+    and, for each veto reason of stage 1, whether it applies to the pair. ``probability`` is the
+    SQL for the pair's match probability (NULL when the pair was not scored)."""
+
+    def any_equal(cols: Iterable[str]) -> str:
+        return f"coalesce({' OR '.join(f'{a}.{c} = {b}.{c}' for c in cols) or 'false'}, false)"
+
+    trusted = policy.trusted
+    shared = any_equal(trusted)
+    # The person's own number, allowing one typo (a trusted number with a check digit cannot
+    # be one typo away from another valid one).
+    personal = " OR ".join(
+        f"damerau_levenshtein({a}.{c}, {b}.{c}) <= 1"
+        for c in dict.fromkeys((*trusted, *policy.identifiers))
+    )
+    personal = f"coalesce({personal or 'false'}, false)"
+    differ = " OR ".join(f"{a}.{c} <> {b}.{c}" for c in trusted) or "false"
+    ad, bd = f"{a}.date_of_birth", f"{b}.date_of_birth"
+    dob = (
+        f"coalesce(abs(date_diff('day', {ad}, {bd})) > 366 "
+        f"AND levenshtein(strftime({ad}, '%Y%m%d'), strftime({bd}, '%Y%m%d')) > 1, false)"
+    )
+    ag, bg = f"{a}.given_name", f"{b}.given_name"
+
+    def middle(x: str, g: str) -> str:
+        return f"list_contains(coalesce(string_split({x}.middle_names, ' '), []), {g})"
+
+    def within(short: str, long: str) -> str:  # WILLIAM / LIAM, J / JOHN
+        return (
+            f"(length({short}) < 3 AND starts_with({long}, {short}) "
+            f"OR length({short}) >= 3 AND contains({long}, {short}))"
+        )
+
+    given = (
+        f"coalesce({ag} IS NOT NULL AND {bg} IS NOT NULL "
+        f"AND jaro_winkler_similarity({ag}, {bg}) < 0.8 "
+        f"AND NOT list_has_any({a}.given_name_variants, {b}.given_name_variants) "
+        f"AND NOT {within(ag, bg)} AND NOT {within(bg, ag)} "
+        f"AND NOT {middle(a, bg)} AND NOT {middle(b, ag)} "
+        f"AND NOT coalesce(jaro_winkler_similarity({ag}, {b}.family_name) >= 0.92, false) "
+        f"AND NOT coalesce(jaro_winkler_similarity({a}.family_name, {bg}) >= 0.92, false) "
+        f"AND damerau_levenshtein({ag}, {bg}) > 1, false)"
+    )
+    uncertain = (
+        f"coalesce({probability} < {policy.certain_threshold}, true)"
+        if policy.household_guards
+        else "false"
+    )
+    return {
+        "shared_id": shared,
+        "identifier_conflict": f"coalesce({differ}, false)",
+        # A number of the person's own outweighs one disagreement, not two.
+        "date_of_birth_conflict": f"({uncertain} AND {dob} AND (NOT {personal} OR {given}))",
+        "given_name_conflict": f"({uncertain} AND {given} AND NOT {personal})",
+    }
+
+
+def cannot_link_sql(a: str, b: str, policy: ClusterPolicy, probability: str) -> str:
+    """SQL: records ``a`` and ``b`` must not be in one person (any veto of stage 1 applies)."""
+    c = conflict_sql(a, b, policy, probability)
+    return " OR ".join(c[k] for k in VETOES[:3])
+
+
+def cluster(con: duckdb.DuckDBPyConnection, policy: ClusterPolicy) -> ClusterResult:
+    """Decide, cluster and grade the pairs of table ``pairs`` over table ``records``.
+
+    Adds ``linked``, ``grade`` and ``veto`` to ``pairs``; writes ``clusters(record_key,
+    cluster_id)`` with every record (a record in no link is its own cluster).
+    """
+    c = conflict_sql("a", "b", policy, "p.match_probability")
+    con.execute(f"""
+        CREATE OR REPLACE TABLE decisions AS
+        SELECT p.record_key_l, p.record_key_r, p.match_weight, p.match_probability,
+               {c["shared_id"]} AS shared_id,
+               CASE WHEN {c["identifier_conflict"]} THEN 'identifier_conflict'
+                    WHEN {c["date_of_birth_conflict"]} THEN 'date_of_birth_conflict'
+                    WHEN {c["given_name_conflict"]} THEN 'given_name_conflict' END AS veto
+        FROM pairs p
+        JOIN records a ON a.record_key = p.record_key_l
+        JOIN records b ON b.record_key = p.record_key_r
+    """)
+    con.execute(
+        "ALTER TABLE decisions ADD COLUMN linked BOOLEAN; "
+        "UPDATE decisions SET linked = veto IS NULL AND (shared_id OR match_probability >= ?), "
+        "veto = CASE WHEN match_probability >= ? OR shared_id THEN veto END",
+        [policy.cluster_threshold, policy.cluster_threshold],
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW __linked AS "
+        "SELECT record_key_l, record_key_r FROM decisions WHERE linked"
+    )
+    db_api = DuckDBAPI(connection=con)
+    components = cluster_pairwise_predictions_at_threshold(
+        "records", "__linked", db_api, node_id_column_name="record_key"
+    )
+    con.execute(
+        "CREATE OR REPLACE TABLE clusters AS "
+        f"SELECT record_key, cluster_id FROM {components.physical_name}"
+    )
+    components.drop_table_from_database_and_remove_from_cache()
+    rebuilt = _rebuild_suspect_clusters(con, policy)
+
+    con.execute(
+        "CREATE OR REPLACE TABLE pairs AS "
+        "SELECT p.*, d.linked, CASE WHEN d.linked AND (d.shared_id OR d.match_probability >= ?) "
+        "THEN 'certain' WHEN d.linked THEN 'probable' ELSE 'possible' END AS grade, d.veto "
+        "FROM pairs p JOIN decisions d USING (record_key_l, record_key_r)",
+        [policy.certain_threshold],
+    )
+    grades = dict(con.sql("SELECT grade, count(*) FROM pairs GROUP BY 1").fetchall())
+    vetoes = dict(
+        con.sql("SELECT veto, count(*) FROM pairs WHERE veto IS NOT NULL GROUP BY 1").fetchall()
+    )
+    (deterministic,) = con.sql(
+        "SELECT count(*) FROM decisions WHERE linked AND shared_id"
+    ).fetchall()[0]
+    persons, largest = con.sql(
+        "SELECT count(*), max(n) FROM (SELECT count(*) AS n FROM clusters GROUP BY cluster_id)"
+    ).fetchall()[0]
+    con.execute("DROP TABLE decisions; DROP VIEW __linked")
+    return ClusterResult(
+        persons=persons,
+        largest_person=largest or 0,
+        links=grades.get("certain", 0) + grades.get("probable", 0),
+        grades={g: grades.get(g, 0) for g in GRADES},
+        deterministic_links=deterministic,
+        vetoes={v: vetoes[v] for v in VETOES if v in vetoes},
+        rebuilt_clusters=rebuilt,
+    )
+
+
+def _rebuild_suspect_clusters(con: duckdb.DuckDBPyConnection, policy: ClusterPolicy) -> int:
+    """Stage 3: find the components that need it and rebuild them greedily; return how many."""
+    cannot = cannot_link_sql("a", "b", policy, "d.match_probability")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE __suspect AS
+        WITH size AS (SELECT cluster_id, count(*) AS n FROM clusters GROUP BY 1),
+        links AS (
+            SELECT c.cluster_id, count(*) AS m FROM decisions d
+            JOIN clusters c ON c.record_key = d.record_key_l WHERE d.linked GROUP BY 1
+        ),
+        conflicted AS (
+            SELECT DISTINCT x.cluster_id
+            FROM clusters x
+            JOIN clusters y ON x.cluster_id = y.cluster_id AND x.record_key < y.record_key
+            JOIN records a ON a.record_key = x.record_key
+            JOIN records b ON b.record_key = y.record_key
+            LEFT JOIN decisions d
+              ON d.record_key_l = x.record_key AND d.record_key_r = y.record_key
+            WHERE x.cluster_id IN (
+                SELECT cluster_id FROM size WHERE n BETWEEN 2 AND {_ALL_PAIRS_LIMIT})
+              AND ({cannot})
+        )
+        SELECT cluster_id FROM size LEFT JOIN links USING (cluster_id)
+        WHERE n > {int(policy.max_cluster_size)} OR (n >= 4 AND coalesce(m, 0) <= n)
+           OR cluster_id IN (SELECT cluster_id FROM conflicted)
+    """)
+    (n_suspect,) = con.sql("SELECT count(*) FROM __suspect").fetchall()[0]
+    if not n_suspect:
+        con.execute("DROP TABLE __suspect")
+        return 0
+    edges = con.execute(
+        """
+        SELECT d.record_key_l, d.record_key_r, d.shared_id OR d.match_probability >= ?
+        FROM decisions d JOIN clusters c ON c.record_key = d.record_key_l
+        WHERE d.linked AND c.cluster_id IN (SELECT cluster_id FROM __suspect)
+        ORDER BY 3 DESC, d.match_weight DESC, d.record_key_l, d.record_key_r
+        """,
+        [policy.certain_threshold],
+    ).fetchall()
+    conflicts = con.sql(f"""
+        SELECT x.record_key, y.record_key
+        FROM clusters x
+        JOIN clusters y ON x.cluster_id = y.cluster_id AND x.record_key < y.record_key
+        JOIN records a ON a.record_key = x.record_key
+        JOIN records b ON b.record_key = y.record_key
+        LEFT JOIN decisions d ON d.record_key_l = x.record_key AND d.record_key_r = y.record_key
+        WHERE x.cluster_id IN (
+            SELECT s.cluster_id FROM __suspect s JOIN clusters z USING (cluster_id)
+            GROUP BY 1 HAVING count(*) <= {_ALL_PAIRS_LIMIT})
+          AND ({cannot})
+    """).fetchall()
+    keys = [
+        k
+        for (k,) in con.sql(
+            "SELECT record_key FROM clusters WHERE cluster_id IN (SELECT cluster_id FROM __suspect)"
+        ).fetchall()
+    ]
+    assignment, refused = rebuild(keys, edges, conflicts, policy.max_cluster_size)
+    con.register(
+        "__new",
+        pa.table({"record_key": list(assignment), "cluster_id": list(assignment.values())}),
+    )
+    con.execute(
+        "UPDATE clusters SET cluster_id = n.cluster_id FROM __new n "
+        "WHERE clusters.record_key = n.record_key"
+    )
+    con.register(
+        "__refused",
+        pa.table(
+            {
+                "record_key_l": [a for a, _ in refused],
+                "record_key_r": [b for _, b in refused],
+                "veto": list(refused.values()),
+            },
+            schema=pa.schema([(c, pa.string()) for c in ("record_key_l", "record_key_r", "veto")]),
+        ),
+    )
+    con.execute(
+        "UPDATE decisions SET linked = false, veto = r.veto FROM __refused r "
+        "WHERE decisions.record_key_l = r.record_key_l AND decisions.record_key_r = r.record_key_r"
+    )
+    con.unregister("__new")
+    con.unregister("__refused")
+    con.execute("DROP TABLE __suspect")
+    log.info("rebuilt %d suspect clusters: %d links refused", n_suspect, len(refused))
+    return n_suspect
+
+
+def rebuild(
+    keys: Iterable[str],
+    edges: Iterable[tuple[str, str, bool]],
+    conflicts: Iterable[tuple[str, str]],
+    max_size: int,
+) -> tuple[dict[str, str], dict[tuple[str, str], str]]:
+    """Greedy constrained clustering (stage 3).
+
+    ``edges`` are (key, key, certain) in order of strength, strongest first. Returns each key's
+    cluster id (its group's smallest key) and the refused edges that ended up between two groups,
+    with the reason.
+
+    Example: twins A and B, each with two records, joined by one probable pair.
+        >>> edges = [("a1", "a2", True), ("b1", "b2", True), ("a2", "b1", False)]
+        >>> rebuild(["a1", "a2", "b1", "b2"], edges, [], max_size=10)
+        ({'a1': 'a1', 'a2': 'a1', 'b1': 'b1', 'b2': 'b1'}, {('a2', 'b1'): 'weak_bridge'})
+    """
+    parent: dict[str, str] = {k: k for k in keys}
+    members: dict[str, list[str]] = {k: [k] for k in parent}
+    neighbours: dict[str, list[str]] = defaultdict(list)
+    cannot: dict[str, set[str]] = defaultdict(set)
+    edges = list(edges)
+    for a, b, _ in edges:
+        neighbours[a].append(b)
+        neighbours[b].append(a)
+    for a, b in conflicts:
+        cannot[a].add(b)
+        cannot[b].add(a)
+
+    def find(k: str) -> str:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    refused: dict[tuple[str, str], str] = {}
+    for a, b, certain in edges:
+        ra, rb = find(a), find(b)
+        if ra == rb:
+            continue
+        small, big = sorted((ra, rb), key=lambda r: len(members[r]))
+        if len(members[small]) + len(members[big]) > max_size:
+            refused[(a, b)] = "cluster_size"
+        elif any(find(o) == big for k in members[small] for o in cannot[k]):
+            refused[(a, b)] = "cluster_conflict"
+        elif (
+            not certain
+            and len(members[small]) >= 2
+            and sum(find(o) == big for k in members[small] for o in neighbours[k]) < 2
+        ):
+            refused[(a, b)] = "weak_bridge"
+        else:
+            parent[small] = big
+            members[big].extend(members.pop(small))
+    roots = {r: min(m) for r, m in members.items()}
+    assignment = {k: roots[find(k)] for k in parent}
+    still_apart = {e: v for e, v in refused.items() if assignment[e[0]] != assignment[e[1]]}
+    return assignment, still_apart
