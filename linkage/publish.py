@@ -22,6 +22,7 @@ import duckdb
 from linkage.cluster import GRADES
 from linkage.db import quote, sql_str
 from linkage.errors import PublishError
+from linkage.identity import assign_person_ids
 from linkage.runlog import RunRecord
 from linkage.standardise.nicknames import VARIANTS_COLUMN
 
@@ -108,9 +109,10 @@ def publish(
         raise PublishError(f"release {final} already exists; run ids must be unique")
     for stale in (partial, partial.with_name(partial.name + ".wal")):
         stale.unlink(missing_ok=True)
+    previous = current_release(index_dir)
     con.execute(f"ATTACH {sql_str(partial)} AS rel")
     try:
-        _build_release(con, run)
+        _build_release(con, run, previous)
         records, persons, links = con.sql(
             "SELECT (SELECT count(*) FROM rel.records), (SELECT count(*) FROM rel.persons), "
             "(SELECT count(*) FROM rel.links WHERE linked)"
@@ -150,18 +152,23 @@ def publish(
     return PublishResult(final, index_dir / CURRENT, records, persons, links, done)
 
 
-def _build_release(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
+def _build_release(con: duckdb.DuckDBPyConnection, run: RunRecord, previous: Path | None) -> None:
+    if previous is not None:
+        con.execute(f"ATTACH {sql_str(previous)} AS prev (READ_ONLY)")
+    try:
+        assign_person_ids(con, run.run_id, previous=previous is not None)
+    finally:
+        if previous is not None:
+            con.execute("DETACH prev")
+    con.execute(
+        "CREATE TABLE rel.lineage AS SELECT * FROM lineage ORDER BY run_id, event, person_id"
+    )
     con.execute(f"""
         CREATE TABLE rel.records AS
-        WITH person AS (
-            SELECT cluster_id,
-                   'P' || substr(sha256(min(record_key)), 1, 12) AS person_id
-            FROM clusters GROUP BY cluster_id
-        )
         SELECT p.person_id, r.* EXCLUDE ({VARIANTS_COLUMN})
         FROM records r
         JOIN clusters c USING (record_key)
-        JOIN person p USING (cluster_id)
+        JOIN person_map p USING (cluster_id)
         ORDER BY p.person_id, r.record_key
     """)
     # Survivorship: each attribute is the value held by most of the person's records;
