@@ -140,6 +140,37 @@ def evaluate(
         )
 
 
+@app.command()
+def rollback(
+    config: ConfigOpt = None,
+    to: Annotated[
+        str | None, typer.Option(help="Run id of the release to go back to (default: previous).")
+    ] = None,
+) -> None:
+    """Point the current index back at the previous release (or at --to RUN_ID)."""
+    import getpass
+    from datetime import UTC, datetime
+
+    from linkage.lock import run_lock
+    from linkage.publish import rollback as switch_back
+
+    cfg = config_from(config)
+    with run_lock(cfg.paths.index_dir):
+        old, new = switch_back(cfg.paths.index_dir, to)
+    audit = cfg.paths.index_dir / "audit"
+    audit.mkdir(mode=0o700, exist_ok=True)
+    entry = {
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "user": getpass.getuser(),
+        "action": "rollback",
+        "from": old.stem,
+        "to": new.stem,
+    }
+    with open(audit / "releases.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry) + "\n")
+    typer.echo(f"current release is now {new.stem} (was {old.stem})")
+
+
 @app.command("check-config")
 def check_config(config: ConfigOpt = None) -> None:
     """Validate the project config and every agency's data contract."""

@@ -276,6 +276,12 @@ class Reports(_Model):
     )
 
 
+class Releases(_Model):
+    keep: int = Field(
+        7, ge=1, description="Published releases kept (the newest; the current one always)."
+    )
+
+
 class ProjectConfig(_Model):
     project: str
     config_path: Path = Field(exclude=True)
@@ -285,6 +291,7 @@ class ProjectConfig(_Model):
     schedule: Schedule = Field(default_factory=lambda: Schedule())
     gates: Gates = Field(default_factory=lambda: Gates())
     reports: Reports = Field(default_factory=lambda: Reports())
+    releases: Releases = Field(default_factory=lambda: Releases())
     identifiers: dict[str, IdentifierScheme] = Field(default_factory=dict)
     agencies: list[Agency] = Field(min_length=1)
 

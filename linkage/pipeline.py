@@ -341,7 +341,9 @@ def publish_run(config: ProjectConfig, run_record: RunRecord, linked: LinkResult
     history = runlog.history(config.paths.index_dir)
     con = connect(linked.work_db, config)
     try:
-        published: PublishResult = publish(con, config.paths.index_dir, run_record, history)
+        published: PublishResult = publish(
+            con, config.paths.index_dir, run_record, history, keep=config.releases.keep
+        )
     finally:
         con.close()
     runlog.save(config.paths.index_dir, published.record)

@@ -52,6 +52,63 @@ def current_release(index_dir: Path) -> Path | None:
     return link.resolve() if link.exists() else None
 
 
+def releases(index_dir: Path) -> list[Path]:
+    """Published release files, oldest first (run ids sort in start order)."""
+    return sorted(p.resolve() for p in (index_dir / RELEASES).glob("*.duckdb"))
+
+
+def switch_current(index_dir: Path, release: Path) -> None:
+    """Point ``current.duckdb`` at ``release`` with one rename (readers see old or new)."""
+    tmp_link = index_dir / f".{CURRENT}.{release.stem}"
+    tmp_link.unlink(missing_ok=True)
+    tmp_link.symlink_to(Path(RELEASES) / release.name)
+    os.replace(tmp_link, index_dir / CURRENT)
+    _fsync_dir(index_dir)
+
+
+def prune_releases(index_dir: Path, keep: int) -> list[Path]:
+    """Delete all but the newest ``keep`` releases, never the current one; return those deleted.
+
+    A reader that has a deleted release open keeps reading it (the file lives until closed).
+    """
+    current = current_release(index_dir)
+    old = [r for r in releases(index_dir)[:-keep] if r.resolve() != current]
+    for r in old:
+        r.unlink()
+    if old:
+        log.info("removed %d old release(s), keeping the newest %d", len(old), keep)
+    return old
+
+
+def rollback(index_dir: Path, to: str | None = None) -> tuple[Path, Path]:
+    """Point ``current.duckdb`` back at the release before the current one (or at run ``to``).
+
+    Returns (from, to). Raises PublishError when there is nothing to roll back to.
+    """
+    current = current_release(index_dir)
+    kept = releases(index_dir)
+    if current is None or current not in kept:
+        raise PublishError(f"no current release in {index_dir}; nothing to roll back")
+    if to is None:
+        older = kept[: kept.index(current)]
+        if not older:
+            raise PublishError(
+                f"{current.name} is the oldest release kept in {index_dir / RELEASES}; "
+                "there is nothing older to roll back to"
+            )
+        target = older[-1]
+    else:
+        target = (index_dir / RELEASES / f"{to}.duckdb").resolve()
+        if target not in kept:
+            raise PublishError(
+                f"no release {to!r} in {index_dir / RELEASES}; kept: "
+                f"{', '.join(r.stem for r in kept)}"
+            )
+    switch_current(index_dir, target)
+    log.warning("rolled back the current release from %s to %s", current.name, target.name)
+    return current, target
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -90,21 +147,26 @@ def _check_books(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
 
 
 def publish(
-    con: duckdb.DuckDBPyConnection, index_dir: Path, run: RunRecord, history: list[RunRecord]
+    con: duckdb.DuckDBPyConnection,
+    index_dir: Path,
+    run: RunRecord,
+    history: list[RunRecord],
+    keep: int = 7,
 ) -> PublishResult:
     """Write the release from the work tables ``records``, ``pairs`` and ``clusters``, then switch.
 
     ``run`` is this run's record (status published); ``history`` the earlier runs of the run log,
-    which fill the release's ``runs`` and ``extracts`` tables together with this one.
+    which fill the release's ``runs`` and ``extracts`` tables together with this one. The newest
+    ``keep`` releases are kept.
 
     Raises:
         PublishError: when the books do not balance or the release would be inconsistent.
     """
     _check_books(con, run)
-    releases = index_dir / RELEASES
-    releases.mkdir(parents=True, exist_ok=True)
-    final = releases / f"{run.run_id}.duckdb"
-    partial = releases / f".{run.run_id}.duckdb.partial"
+    releases_dir = index_dir / RELEASES
+    releases_dir.mkdir(parents=True, exist_ok=True)
+    final = releases_dir / f"{run.run_id}.duckdb"
+    partial = releases_dir / f".{run.run_id}.duckdb.partial"
     if final.exists():
         raise PublishError(f"release {final} already exists; run ids must be unique")
     for stale in (partial, partial.with_name(partial.name + ".wal")):
@@ -142,12 +204,9 @@ def publish(
         os.fsync(f.fileno())
     os.chmod(partial, 0o444)
     os.replace(partial, final)
-    tmp_link = index_dir / f".{CURRENT}.{run.run_id}"
-    tmp_link.unlink(missing_ok=True)
-    tmp_link.symlink_to(Path(RELEASES) / final.name)
-    os.replace(tmp_link, index_dir / CURRENT)
-    _fsync_dir(releases)
-    _fsync_dir(index_dir)
+    _fsync_dir(releases_dir)
+    switch_current(index_dir, final)
+    prune_releases(index_dir, keep)
     log.info("published %s: %d records, %d persons, %d links", final, records, persons, links)
     return PublishResult(final, index_dir / CURRENT, records, persons, links, done)
 
