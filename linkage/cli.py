@@ -141,6 +141,20 @@ def evaluate(
 
 
 @app.command()
+def keygen(
+    out: Annotated[Path, typer.Option(help="Where to write the key (must not exist yet).")],
+) -> None:
+    """Create a random pseudonymisation key (owner-only file) for `analyst_release.key_file`."""
+    from linkage.analyst import create_key
+
+    try:
+        create_key(out)
+    except FileExistsError:
+        raise LinkageError(f"{out} already exists; a key is never overwritten") from None
+    typer.echo(f"wrote a new key to {out}: keep it secret, backed up, and out of the repository")
+
+
+@app.command()
 def rollback(
     config: ConfigOpt = None,
     to: Annotated[

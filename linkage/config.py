@@ -276,10 +276,29 @@ class Reports(_Model):
     )
 
 
+class AnalystRelease(_Model):
+    key_file: Path = Field(
+        description="Secret key for the pseudonyms (hex, owner-only file, outside the repository)."
+    )
+    create_key_if_missing: bool = Field(
+        False, description="Create a random key on first use (demos only: back real keys up)."
+    )
+    attributes: tuple[Literal["birth_year", "sex", "postcode_district"], ...] = Field(
+        ("birth_year", "sex", "postcode_district"),
+        description="Person attributes analysts may see (from the identifiable persons table).",
+    )
+
+
 class Releases(_Model):
     keep: int = Field(
         7, ge=1, description="Published releases kept (the newest; the current one always)."
     )
+
+
+class Search(_Model):
+    """The search service (`linkage search`, `linkage serve`)."""
+
+    result_cap: int = Field(10, ge=1, le=1000, description="Most persons one search returns.")
 
 
 class ProjectConfig(_Model):
@@ -292,6 +311,10 @@ class ProjectConfig(_Model):
     gates: Gates = Field(default_factory=lambda: Gates())
     reports: Reports = Field(default_factory=lambda: Reports())
     releases: Releases = Field(default_factory=lambda: Releases())
+    analyst_release: AnalystRelease | None = Field(
+        None, description="Also publish a pseudonymised release for analysts."
+    )
+    search: Search = Field(default_factory=lambda: Search())
     identifiers: dict[str, IdentifierScheme] = Field(default_factory=dict)
     agencies: list[Agency] = Field(min_length=1)
 
@@ -321,7 +344,7 @@ class ProjectConfig(_Model):
 
 _PATH_KEYS = {
     "path", "contract", "dir", "temp_directory", "index_dir", "work_dir", "reports_dir",
-    "quarantine_dir",
+    "quarantine_dir", "key_file",
 }  # fmt: skip
 
 

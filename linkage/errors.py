@@ -25,6 +25,12 @@ class ConfigError(LinkageError):
         super().__init__(f"{path}: {len(problems)} problem(s) in the configuration:\n{lines}")
 
 
+class KeyFileError(LinkageError):
+    """The pseudonymisation key is missing, malformed or readable by others."""
+
+    exit_code = 78  # EX_CONFIG
+
+
 class ContractError(LinkageError):
     """A data contract file is missing, unreadable or invalid."""
 
@@ -72,3 +78,27 @@ class RunLockedError(LinkageError):
 
 class QueryError(LinkageError):
     """An analyst query failed (bad SQL, or no published index yet)."""
+
+
+class SearchError(LinkageError):
+    """A search or lookup was refused: the query is not specific enough (HTTP 400).
+
+    ``reason`` is a short code for the audit log; the message names the fields (never values).
+    """
+
+    exit_code = 64  # EX_USAGE
+
+    def __init__(self, message: str, *, reason: str = "not_specific_enough") -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class InvalidQueryError(SearchError):
+    """A search or lookup value is malformed: a date that is not a date, an unknown scheme
+    (HTTP 422)."""
+
+    exit_code = 65  # EX_DATAERR
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid query: " + "; ".join(problems), reason="invalid_input")

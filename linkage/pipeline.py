@@ -22,6 +22,7 @@ from pathlib import Path
 import polars as pl
 
 from linkage import runlog
+from linkage.analyst import load_key, write_analyst_release
 from linkage.cluster import ClusterPolicy
 from linkage.config import ProjectConfig
 from linkage.contracts import load_contract
@@ -337,7 +338,11 @@ def record(
 
 
 def publish_run(config: ProjectConfig, run_record: RunRecord, linked: LinkResult) -> RunRecord:
-    """Check the books, publish the release atomically and save the run's record."""
+    """Check the books, publish the release atomically (and its pseudonymised analyst release
+    when configured) and save the run's record."""
+    analyst = config.analyst_release
+    if analyst is not None:
+        load_key(analyst)  # before publishing: a missing key must not leave half a release
     history = runlog.history(config.paths.index_dir)
     con = connect(linked.work_db, config)
     try:
@@ -346,6 +351,8 @@ def publish_run(config: ProjectConfig, run_record: RunRecord, linked: LinkResult
         )
     finally:
         con.close()
+    if analyst is not None:
+        write_analyst_release(published.release_path, config.paths.index_dir, analyst)
     runlog.save(config.paths.index_dir, published.record)
     return published.record
 

@@ -24,6 +24,7 @@ def write_demo_project(root: Path, *, persons: int, seed: int, profile: str = "d
     }
     doc["duckdb"]["temp_directory"] = str(root / "out" / "tmp")
     doc["model"]["dir"] = str(root / "out" / "models")
+    doc["analyst_release"]["key_file"] = str(root / "out" / "secrets" / "pseudonym.key")
     for agency in doc["agencies"]:
         agency["contract"] = str((DEMO_CONFIG.parent / agency["contract"]).resolve())
         agency["source"]["path"] = str(data / Path(agency["source"]["path"]).name)

@@ -1,0 +1,170 @@
+"""The pseudonymised analyst release: no direct identifiers, keyed-hash pseudonyms.
+
+Written beside each identifiable release as ``<index_dir>/analyst/<run_id>.duckdb`` with its own
+``analyst/current.duckdb`` pointer. Person IDs and record keys are replaced by HMAC-SHA256
+pseudonyms under a secret key kept outside the repository (``analyst_release.key_file``): the same
+person gets the same pseudonym in every release of one project, and projects with different keys
+get pseudonyms that do not join. Persons carry only the attributes the configuration allows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+from duckdb.func import PythonUDFType
+from duckdb.sqltypes import VARCHAR
+
+from linkage.config import AnalystRelease
+from linkage.db import sql_str
+from linkage.errors import KeyFileError
+
+log = logging.getLogger(__name__)
+
+ANALYST_DIR = "analyst"
+#: How each allowed person attribute is derived from the identifiable ``persons`` table.
+ATTRIBUTES = {
+    "birth_year": "year(p.date_of_birth)",
+    "sex": "p.sex",
+    "postcode_district": "split_part(p.postcode, ' ', 1)",
+}
+_KEY_BYTES = 32
+
+
+def create_key(path: Path) -> None:
+    """Write a new random key (hex) to ``path``, readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(_KEY_BYTES) + "\n")
+
+
+def load_key(settings: AnalystRelease) -> bytes:
+    path = settings.key_file
+    if not path.exists() and settings.create_key_if_missing:
+        create_key(path)
+        log.warning("created a new pseudonymisation key at %s (keep it secret and backed up)", path)
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        raise KeyFileError(
+            f"analyst_release.key_file {path} does not exist; create one with "
+            f"`linkage keygen --out {path}` and keep it outside the repository"
+        ) from None
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) < 16:
+        raise KeyFileError(
+            f"analyst_release.key_file {path} does not hold a hex key of at least 16 bytes; "
+            "create one with `linkage keygen`"
+        )
+    if path.stat().st_mode & 0o077:
+        raise KeyFileError(f"{path} is readable by others; run `chmod 600 {path}`")
+    return key
+
+
+def _pseudonymiser(key: bytes, prefix: str) -> Callable[[pa.Array], pa.Array]:
+    """A vectorised DuckDB function: HMAC-SHA256 pseudonym of each value, keyed by ``key``."""
+
+    def fn(values: pa.Array) -> pa.Array:
+        out = [
+            None
+            if v is None
+            else prefix + hmac.new(key, v.encode(), hashlib.sha256).hexdigest()[:20]
+            for v in values.to_pylist()
+        ]
+        return pa.array(out, pa.string())
+
+    return fn
+
+
+def write_analyst_release(release: Path, index_dir: Path, settings: AnalystRelease) -> Path:
+    """Build the analyst release of ``release`` (an identifiable release file); return its path."""
+    key = load_key(settings)
+    folder = index_dir / ANALYST_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / release.name
+    partial = folder / f".{release.name}.partial"
+    partial.unlink(missing_ok=True)
+    con = duckdb.connect()
+    try:
+        for name, prefix in (("person_pseudonym", "A"), ("record_pseudonym", "R")):
+            con.create_function(
+                name, _pseudonymiser(key, prefix), [VARCHAR], VARCHAR, type=PythonUDFType.ARROW
+            )
+        con.execute(f"ATTACH {sql_str(release)} AS src (READ_ONLY)")
+        con.execute(f"ATTACH {sql_str(partial)} AS out")
+        _build(con, settings.attributes)
+        con.execute("DETACH out")
+    finally:
+        con.close()
+    os.chmod(partial, 0o444)
+    os.replace(partial, final)
+    link = folder / f".current.{release.stem}"
+    link.unlink(missing_ok=True)
+    link.symlink_to(final.name)
+    os.replace(link, folder / "current.duckdb")
+    for old in sorted(folder.glob("*.duckdb")):
+        pruned = not (index_dir / "releases" / old.name).exists()
+        if old.name not in ("current.duckdb", final.name) and pruned:
+            old.unlink()  # its identifiable release was pruned
+    log.info("published the analyst release %s", final)
+    return final
+
+
+def _build(con: duckdb.DuckDBPyConnection, attributes: tuple[str, ...]) -> None:
+    attrs = "".join(f", {ATTRIBUTES[a]} AS {a}" for a in attributes)
+    con.execute(f"""
+        CREATE TABLE out.persons AS
+        SELECT person_pseudonym(p.person_id) AS person, p.record_count, p.agency_count,
+               p.agencies {attrs}
+        FROM src.persons p ORDER BY person
+    """)
+    con.execute("""
+        CREATE TABLE out.crosswalk AS
+        SELECT agency, record_pseudonym(record_key) AS record,
+               person_pseudonym(person_id) AS person,
+               dob_precision, quality_flags
+        FROM src.records ORDER BY person, record
+    """)
+    detail = [
+        r[0]
+        for r in con.sql(
+            "SELECT column_name FROM duckdb_columns() WHERE database_name = 'src' "
+            "AND table_name = 'links' AND (column_name LIKE 'gamma\\_%' ESCAPE '\\' "
+            "OR column_name LIKE 'bf\\_%' ESCAPE '\\' OR column_name LIKE 'mw\\_%' ESCAPE '\\') "
+            "ORDER BY column_index"
+        ).fetchall()
+    ]
+    con.execute(f"""
+        CREATE TABLE out.links AS
+        SELECT person_pseudonym(person_id_l) AS person_l,
+               person_pseudonym(person_id_r) AS person_r,
+               record_pseudonym(record_key_l) AS record_l,
+               record_pseudonym(record_key_r) AS record_r,
+               match_weight, match_probability, linked, grade, veto
+               {"".join(", " + c for c in detail)}
+        FROM src.links ORDER BY record_l, record_r
+    """)
+    con.execute("""
+        CREATE TABLE out.lineage AS
+        SELECT run_id, event, person_pseudonym(person_id) AS person,
+               person_pseudonym(related_person_id) AS related_person, records
+        FROM src.lineage ORDER BY run_id, event, person
+    """)
+    con.execute("CREATE TABLE out.runs AS SELECT * EXCLUDE (config_path, override) FROM src.runs")
+    con.execute("CREATE TABLE out.extracts AS SELECT * EXCLUDE (source) FROM src.extracts")
+
+
+def analyst_current(index_dir: Path) -> Path | None:
+    link = index_dir / ANALYST_DIR / "current.duckdb"
+    return link.resolve() if link.exists() else None
