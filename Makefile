@@ -50,3 +50,4 @@ clean:
 ## Regenerate the generated docs (a test fails when they drift from the code).
 docs: setup
 	$(BIN)/python -c "from schemas.canonical import render_markdown as r; open('docs/canonical-record.md', 'w').write(r())"
+	$(BIN)/python -c "from schemas.dictionary import render_data_dictionary as r; open('docs/data-dictionary.md', 'w').write(r())"

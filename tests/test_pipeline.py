@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -286,14 +287,21 @@ def test_release_tables_match_the_published_index_contract(project: tuple[Path, 
     load_contract(contract_path)  # valid ODCS
     doc = yaml.safe_load(contract_path.read_text())
     with duckdb.connect(record.release, read_only=True) as con:
+        tables = {
+            r[0] for r in con.sql("SELECT table_name FROM information_schema.tables").fetchall()
+        }
+        assert tables == {t["physicalName"] for t in doc["schema"]}
         for table in doc["schema"]:
-            columns = [
-                r[0] for r in con.execute(
-                    "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
-                    "ORDER BY ordinal_position", [table["physicalName"]]
-                ).fetchall()
-            ]  # fmt: skip
-            assert columns == [p["name"] for p in table["properties"]], table["name"]
+            columns = con.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_name = ? ORDER BY ordinal_position", [table["physicalName"]]
+            ).fetchall()  # fmt: skip
+            declared = [(p["name"], p["physicalType"]) for p in table["properties"]]
+            assert columns[: len(declared)] == declared, table["name"]
+            extra = {c["property"]: c["value"] for c in table.get("customProperties", [])}
+            pattern = extra.get("additionalColumnsPattern", "^$")
+            rest = [c for c, _ in columns[len(declared) :]]
+            assert all(re.match(pattern, c) for c in rest), (table["name"], rest)
 
 
 @pytest.mark.slow
