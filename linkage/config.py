@@ -217,6 +217,11 @@ class ModelConfig(_Model):
         "sources known to hold no families, such as the FEBRL benchmarks.",
     )
     max_pairs_u: float = Field(5e6, gt=0, description="Pairs sampled to estimate u.")
+    max_pairs_per_rule: float = Field(
+        5e7,
+        gt=0,
+        description="A blocking rule generating more pairs stops the run (checked first).",
+    )
     seed: int = 42
 
     @model_validator(mode="after")

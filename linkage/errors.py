@@ -66,6 +66,12 @@ class ModelError(LinkageError):
     """No usable model artefact, or one that does not fit the configuration."""
 
 
+class BlockingBudgetError(LinkageError):
+    """A blocking rule would generate more pairs than the configured budget."""
+
+    exit_code = 65  # EX_DATAERR
+
+
 class PublishError(LinkageError):
     """Publishing was refused (for example the books of a run do not balance)."""
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 from splink import DuckDBAPI, Linker
 
+from linkage.blocking import check_blocking_budget
 from linkage.cluster import ClusterPolicy, cluster
 from linkage.db import sql_str
 from linkage.model import ModelArtefact
@@ -58,6 +59,7 @@ def predict_and_cluster(
     *,
     predict_threshold: float,
     work_db: Path,
+    max_pairs_per_rule: float = float("inf"),
 ) -> LinkResult:
     """Score pairs of ``records`` into table ``pairs`` and cluster them into table ``clusters``.
 
@@ -66,6 +68,7 @@ def predict_and_cluster(
     ``veto``: see :mod:`linkage.cluster`); ``clusters`` maps each record_key to a cluster_id.
     """
     started = time.monotonic()
+    check_blocking_budget(con, "records", model.settings_path, max_pairs_per_rule)
     db_api = DuckDBAPI(connection=con)
     linker = Linker(
         db_api.register("records", dataset_display_name="records"),

@@ -303,6 +303,7 @@ def link(
             cluster_policy(config),
             predict_threshold=config.model.predict_threshold,
             work_db=work_db,
+            max_pairs_per_rule=config.model.max_pairs_per_rule,
         )
     finally:
         con.close()

@@ -1,0 +1,83 @@
+"""Check the blocking rules before prediction: no rule may generate more pairs than the budget.
+
+One placeholder that standardisation did not catch (every unknown birth date typed as
+1901-01-01, a default address) turns a blocking rule into a near cross join that runs for hours
+and fills the disk. Each rule's pair count is computed from group counts of its join keys
+(never by listing pairs), and a rule over budget stops the run naming the rule and the key value
+that generates most of its pairs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from linkage.db import quote
+from linkage.errors import BlockingBudgetError
+
+_EQUALITY = re.compile(r'l\."?(\w+)"?\s*=\s*r\."?(\w+)"?')
+
+
+@dataclass(frozen=True)
+class RuleCount:
+    rule: str
+    pairs: int
+
+
+def _pairs(con: duckdb.DuckDBPyConnection, table: str, rule: str) -> tuple[int, str, int]:
+    """(pairs, biggest key, its pairs) of an equi-join rule on ``table`` (a dedupe: l < r)."""
+    keys = _EQUALITY.findall(rule)
+    if not keys or re.sub(_EQUALITY, "", rule).replace("AND", "").strip(" ()") != "":
+        raise BlockingBudgetError(
+            f"blocking rule {rule!r} is not a conjunction of l.x = r.y equalities, so its size "
+            "cannot be checked before prediction"
+        )
+    left = ", ".join(f"{quote(a)} AS k{i}" for i, (a, _) in enumerate(keys))
+    right = ", ".join(f"{quote(b)} AS k{i}" for i, (_, b) in enumerate(keys))
+    not_null_l = " AND ".join(f"{quote(a)} IS NOT NULL" for a, _ in keys)
+    not_null_r = " AND ".join(f"{quote(b)} IS NOT NULL" for _, b in keys)
+    on = " AND ".join(f"g.k{i} = h.k{i}" for i in range(len(keys)))
+    itself = " AND ".join(f"{quote(a)} = {quote(b)}" for a, b in keys)
+    key_text = " || ', ' || ".join(f"CAST(g.k{i} AS VARCHAR)" for i in range(len(keys)))
+    total, top_key, top = con.sql(f"""
+        WITH g AS (SELECT {left}, count(*) AS n FROM {table} WHERE {not_null_l} GROUP BY ALL),
+             h AS (SELECT {right}, count(*) AS n FROM {table} WHERE {not_null_r} GROUP BY ALL),
+             j AS (SELECT {key_text} AS key, g.n * h.n AS p FROM g JOIN h ON {on})
+        SELECT (SELECT coalesce(sum(p), 0) FROM j),
+               (SELECT key FROM j ORDER BY p DESC, key LIMIT 1),
+               (SELECT coalesce(max(p), 0) FROM j)
+    """).fetchall()[0]
+    (itself_n,) = con.sql(f"SELECT count(*) FROM {table} WHERE {itself}").fetchall()[0]
+    # Ordered pairs of two different records; a symmetric rule meets each pair twice.
+    symmetric = {(a, b) for a, b in keys} == {(b, a) for a, b in keys}
+    halve = 2 if symmetric else 1
+    return (int(total) - int(itself_n)) // halve, str(top_key), int(top) // halve
+
+
+def check_blocking_budget(
+    con: duckdb.DuckDBPyConnection, table: str, settings_path: Path, budget: float
+) -> list[RuleCount]:
+    """Count each prediction blocking rule's pairs on ``table``; raise if one exceeds ``budget``.
+
+    Raises:
+        BlockingBudgetError: naming the rule, its pair count and the key value behind most of it.
+    """
+    settings = json.loads(settings_path.read_text())
+    counts = []
+    for r in settings["blocking_rules_to_generate_predictions"]:
+        rule = r["blocking_rule"]
+        pairs, top_key, top_pairs = _pairs(con, table, rule)
+        if pairs > budget:
+            cols = ", ".join(a for a, _ in _EQUALITY.findall(rule))
+            raise BlockingBudgetError(
+                f"blocking rule {rule!r} would compare {pairs:,} pairs, over the budget of "
+                f"{budget:,.0f} (model.max_pairs_per_rule); {top_pairs:,} of them share "
+                f"{cols} = {top_key!r}. If that is a placeholder, add it to the standardiser's "
+                "placeholders (or fix it at source); otherwise raise the budget"
+            )
+        counts.append(RuleCount(rule, pairs))
+    return counts
