@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import cast
+from uuid import UUID
 
 from flows.env import apply_offline_defaults
 
 apply_offline_defaults()
 
 from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
+from prefect.artifacts import (  # noqa: E402
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 
 from linkage import pipeline, runlog  # noqa: E402
 from linkage.config import ProjectConfig, load_config  # noqa: E402
@@ -44,16 +51,48 @@ publish = task(name="publish")(pipeline.publish_run)
 report = task(name="report")(pipeline.report)
 
 
-def intake(config: ProjectConfig, run: pipeline.RunContext) -> list[pipeline.Intake]:
+class Progress:
+    """How far the run is: a log line per step (the command line) and a Prefect progress
+    artifact (the UI). Steps are weighted by their usual share of a run's time."""
+
+    WEIGHTS = {"intake": 40, "gates": 1, "model": 4, "link": 35, "publish": 15, "report": 5}
+
+    def __init__(self, config: ProjectConfig) -> None:
+        self.done = 0.0
+        self.logger = get_run_logger()
+        self.artifact = cast(
+            UUID,
+            create_progress_artifact(
+                0.0,
+                key=f"{config.project.replace('_', '-')}-progress",
+                description=f"Nightly run of {config.project}",
+            ),
+        )
+
+    def start(self, step: str, detail: str = "") -> None:
+        self.logger.info("[%3.0f%%] %s%s", self.done, step, f": {detail}" if detail else "")
+
+    def finish(self, step: str, share: float = 1.0) -> None:
+        self.done = min(100.0, self.done + self.WEIGHTS[step] * share)
+        update_progress_artifact(self.artifact, self.done)
+
+
+def intake(
+    config: ProjectConfig, run: pipeline.RunContext, progress: Progress | None = None
+) -> list[pipeline.Intake]:
     """Extract, validate and standardise each agency (a refused delivery is recorded, not fatal)."""
     intakes = []
-    for agency in config.agencies:
+    for n, agency in enumerate(config.agencies, 1):
+        if progress:
+            progress.start("intake", f"{agency.name} ({n}/{len(config.agencies)})")
         extracted = extract(config, agency.name, run)
         if isinstance(extracted, str):
             intakes.append(pipeline.rejected_intake(agency.name, extracted))
             continue
         validated = validate(config, extracted, run)
         intakes.append(standardise(config, extracted, validated, run))
+        if progress:
+            progress.finish("intake", 1 / len(config.agencies))
     return intakes
 
 
@@ -92,7 +131,8 @@ def nightly(config_path: str | None = None, override: str | None = None) -> RunR
     with run_lock(config.paths.index_dir):
         run = pipeline.new_run(config)
         logger.info("run %s for project %s", run.run_id, config.project)
-        intakes = intake(config, run)
+        progress = Progress(config)
+        intakes = intake(config, run, progress)
         if (last := pipeline.same_as_last_published(config, intakes)) is not None:
             logger.info("every extract is identical to run %s's: nothing to do", last.run_id)
             unchanged = pipeline.record(config, run, intakes, [], status="unchanged")
@@ -100,7 +140,9 @@ def nightly(config_path: str | None = None, override: str | None = None) -> RunR
             runlog.save(config.paths.index_dir, unchanged)
             pipeline.close_run(config, run)
             return unchanged
+        progress.start("gates")
         gates = check_gates(config, intakes)
+        progress.finish("gates")
         failed = blocking(gates)
         if failed and not override:
             blocked = pipeline.record(config, run, intakes, gates, status="blocked")
@@ -114,16 +156,24 @@ def nightly(config_path: str | None = None, override: str | None = None) -> RunR
                 carry_forward(config, i, run) if i.standardised is None else i for i in intakes
             ]
         paths = [i.standardised for i in intakes if i.standardised is not None]
+        progress.start("model")
         model, trained = model_for_run(config, paths, run)
         if trained:
             logger.warning("no saved model: trained %s in this run", model.version)
+        progress.finish("model")
+        progress.start("link", "blocking check, predict, cluster")
         linked = link(config, model, paths, run)
+        progress.finish("link")
         record = pipeline.record(
             config, run, intakes, gates, status="published",
             override=override if failed else None, model=model, trained=trained,
         )  # fmt: skip
+        progress.start("publish")
         published = publish(config, record, linked)
+        progress.finish("publish")
+        progress.start("report")
         report(config, published, intakes)
+        progress.finish("report")
         pipeline.close_run(config, run)
     artifacts(config, published)
     return published

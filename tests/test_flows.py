@@ -30,6 +30,21 @@ def prefect_server() -> Iterator[None]:
         yield
 
 
+def _progress_of(project: str) -> float:
+    """The latest value of the project's Prefect progress artifact."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async def latest() -> float:
+        async with get_client() as client:
+            found = await client.read_latest_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"{project}-progress"]))
+            )
+            return float(found[0].data)
+
+    return asyncio.run(latest())
+
+
 def test_nightly_flow_trains_on_first_run_then_reuses_the_model(
     prefect_server: None, demo_project: Path
 ) -> None:
@@ -37,6 +52,7 @@ def test_nightly_flow_trains_on_first_run_then_reuses_the_model(
 
     first = nightly(str(demo_project))
     assert first.trained_this_run
+    assert _progress_of("demo") == 100.0  # the run's progress artifact reached the end
     cfg = load_config(demo_project)
     release = current_release(cfg.paths.index_dir)
     assert release is not None and release.name == f"{first.run_id}.duckdb"
