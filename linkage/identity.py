@@ -20,6 +20,7 @@ import hashlib
 from dataclasses import dataclass
 
 import duckdb
+import pyarrow as pa
 
 EVENTS = ("created", "split_from", "merged_into", "retired")
 
@@ -123,23 +124,26 @@ def assign_person_ids(
         issued = set()
 
     fresh = con.sql("""
-        SELECT c.cluster_id, count(*) AS n,
-               (SELECT o.old_id FROM __overlap o WHERE o.cluster_id = c.cluster_id
-                ORDER BY o.n DESC, o.old_id LIMIT 1) AS split_from
+        WITH biggest_old AS (
+            SELECT cluster_id, old_id FROM __overlap
+            QUALIFY row_number() OVER (PARTITION BY cluster_id ORDER BY n DESC, old_id) = 1
+        )
+        SELECT c.cluster_id, count(*) AS n, any_value(b.old_id) AS split_from
         FROM clusters c ANTI JOIN __kept k USING (cluster_id)
+        LEFT JOIN biggest_old b USING (cluster_id)
         GROUP BY c.cluster_id ORDER BY c.cluster_id
-    """).fetchall()
-    new_rows = []
-    for cluster_id, n, split_from in fresh:
+    """).to_arrow_table()
+    new_ids = []
+    for cluster_id in fresh.column("cluster_id").to_pylist():
         pid = new_person_id(cluster_id, issued)
         issued.add(pid)
-        new_rows.append((cluster_id, pid, n, split_from))
+        new_ids.append(pid)
+    con.register("__fresh_rows", fresh.append_column("person_id", pa.array(new_ids, pa.string())))
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE __fresh (cluster_id VARCHAR, person_id VARCHAR, "
-        "n BIGINT, split_from VARCHAR)"
+        "CREATE OR REPLACE TEMP TABLE __fresh AS "
+        "SELECT cluster_id, person_id, n, split_from FROM __fresh_rows"
     )
-    if new_rows:
-        con.executemany("INSERT INTO __fresh VALUES (?, ?, ?, ?)", new_rows)
+    con.unregister("__fresh_rows")
     con.execute(
         """
         INSERT INTO lineage_new

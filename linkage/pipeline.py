@@ -397,11 +397,14 @@ def report_path(config: ProjectConfig, run_id: str) -> Path:
 
 
 def report(config: ProjectConfig, run_record: RunRecord, intakes: list[Intake]) -> Path:
-    """The run's data-quality report and its Great Expectations Data Docs, both fully offline.
+    """The run's data-quality report, its Great Expectations Data Docs and, for a published
+    run, its linkage-quality report, all fully offline.
 
-    Written to ``reports_dir/<run_id>/`` (``quality.html`` and ``data-docs/``); counts only.
+    Written to ``reports_dir/<run_id>/`` (``quality.html``, ``data-docs/``, ``linkage.html``);
+    counts only.
     """
     from linkage.reports.datadocs import build_data_docs
+    from linkage.reports.linkage_quality import render_linkage_report
     from linkage.reports.quality import render_quality_report
 
     out = config.paths.reports_dir / run_record.run_id
@@ -413,6 +416,13 @@ def report(config: ProjectConfig, run_record: RunRecord, intakes: list[Intake]) 
         build_data_docs(results, out / "data-docs", site_name=config.project) if results else None
     )
     history = [r for r in runlog.history(config.paths.index_dir) if r.run_id != run_record.run_id]
+    if run_record.status == "published" and run_record.release and run_record.model_version:
+        render_linkage_report(
+            Path(run_record.release),
+            config.model.dir / run_record.model_version / "splink_model.json",
+            out / "linkage.html",
+            suppress_below=config.reports.suppress_below,
+        )
     return render_quality_report(
         run_record,
         [*history, run_record],
@@ -467,6 +477,8 @@ def format_summary(r: RunRecord) -> str:
         ]
     if r.report:
         lines.append(f"report:         {r.report}")
+        if r.status == "published":
+            lines.append(f"linkage report: {Path(r.report).with_name('linkage.html')}")
     if r.status == "published":
         lines += [
             "",

@@ -88,6 +88,7 @@ def test_nightly_flow_trains_on_first_run_then_reuses_the_model(
         assert care_books[-1][0] == care_books[0][0] - 1
     report = Path(second.report)
     assert report.is_file() and (report.parent / "data-docs" / "index.html").is_file()
+    assert (report.parent / "linkage.html").is_file()  # the linkage-quality report
     assert find_external_urls(report.parent) == []
     assert not (cfg.paths.work_dir / second.run_id).exists()  # working files removed
     ev = evaluate(release2, demo_project.parent / "data" / "truth.csv")
