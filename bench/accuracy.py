@@ -81,7 +81,7 @@ def main() -> None:
         f"{'B3 F1':>8}{'over':>6}{'split':>6}{'fp hh':>7}{'secs':>6}"
     )
     rows = [header]
-    per_pair: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    per_pair: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
     cases = [(p, s) for p in args.profiles for s in args.seeds]
     cases += [("febrl4", 0), ("febrl3", 0)] if args.febrl else []
     for profile, seed in cases:
@@ -106,7 +106,7 @@ def main() -> None:
         )
         print(rows[-1], flush=True)
         for p in e.agency_pairs if not profile.startswith("febrl") else ():
-            acc = per_pair[p.agencies]
+            acc = per_pair[(profile, p.agencies)]
             acc[0] += p.true_positive_pairs
             acc[1] += p.predicted_pairs
             acc[2] += p.true_pairs
@@ -115,11 +115,12 @@ def main() -> None:
     print()
     print("\n".join(rows))
     print("\n(* = a seed used in development)\n")
-    print(f"{'agency pair':<28}{'true':>8}{'predicted':>10}{'P':>8}{'R':>8}")
-    for pair, (tp, pred, true) in sorted(per_pair.items()):
+    print("per pair of agencies, summed over the seeds of each profile:")
+    print(f"{'profile':<9}{'agency pair':<28}{'true':>8}{'predicted':>10}{'P':>8}{'R':>8}")
+    for (profile, pair), (tp, pred, true) in sorted(per_pair.items()):
         p = tp / pred if pred else 1.0
         r = tp / true if true else 1.0
-        print(f"{pair:<28}{true:>8}{pred:>10}{p:>8.4f}{r:>8.4f}")
+        print(f"{profile:<9}{pair:<28}{true:>8}{pred:>10}{p:>8.4f}{r:>8.4f}")
     print(f"load after: {os.getloadavg()}")
 
 

@@ -31,9 +31,10 @@ from linkage.blocking import check_blocking_budget
 from linkage.config import load_config
 from linkage.demo.project import write_demo_project
 from linkage.link import load_records
+from linkage.model import ModelArtefact, register_tf_tables
 
 
-def bare_splink(config_path: Path, model_settings: Path, standardised: list[Path]) -> float:
+def bare_splink(config_path: Path, model: ModelArtefact, standardised: list[Path]) -> float:
     """Predict and cluster with Splink alone (same model and thresholds); return seconds."""
     config = load_config(config_path)
     con = duckdb.connect()
@@ -41,11 +42,13 @@ def bare_splink(config_path: Path, model_settings: Path, standardised: list[Path
     con.execute(f"SET memory_limit = '{config.duckdb.memory_limit}'")
     load_records(con, standardised)
     started = time.monotonic()
+    db_api = DuckDBAPI(connection=con)
     linker = Linker(
-        DuckDBAPI(connection=con).register("records", dataset_display_name="records"),
-        str(model_settings),
+        db_api.register("records", dataset_display_name="records"),
+        str(model.settings_path),
         log_level=logging.WARNING,
     )
+    register_tf_tables(con, db_api, linker, model)  # the same term frequencies as our run
     pairs = linker.inference.predict(threshold_match_probability=config.model.predict_threshold)
     linker.clustering.cluster_pairwise_predictions_at_threshold(
         pairs, threshold_match_probability=config.model.cluster_threshold
@@ -90,7 +93,7 @@ def main() -> None:
     )
     published = step("publish", pipeline.publish_run, config, record, linked)
     step("report", pipeline.report, config, published, intakes)
-    bare = bare_splink(config_path, model.settings_path, paths)
+    bare = bare_splink(config_path, model, paths)
 
     con = duckdb.connect()
     load_records(con, paths)

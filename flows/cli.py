@@ -28,6 +28,9 @@ def run(
             help="Publish even if gates fail: who approved it and why (recorded with the run)."
         ),
     ] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Score every record, not only what changed.")
+    ] = False,
 ) -> None:
     """Run the nightly linkage now (generates the demo extracts first when they are missing)."""
     hand_logging_to_prefect()
@@ -43,7 +46,7 @@ def run(
 
             typer.echo("demo extracts not found: generating them (linkage demo-data)")
             demo_data(persons=DEMO_PERSONS, seed=DEMO_SEED, profile="default", out=None)
-    record = nightly(str(cfg.config_path), override=override)
+    record = nightly(str(cfg.config_path), override=override, full=full)
     typer.echo(format_summary(record))
 
 

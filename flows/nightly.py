@@ -121,10 +121,13 @@ def artifacts(config: ProjectConfig, record: RunRecord) -> None:
 
 
 @flow(name="nightly", log_prints=False)
-def nightly(config_path: str | None = None, override: str | None = None) -> RunRecord:
+def nightly(
+    config_path: str | None = None, override: str | None = None, full: bool = False
+) -> RunRecord:
     """Extract every agency, check, standardise, link with the saved model, cluster and publish.
 
     ``override`` (who approved it and why) publishes despite failed gates; it is recorded.
+    ``full`` scores every record even when only a few changed since the current release.
     """
     config = load_config(Path(config_path) if config_path else None)
     logger = get_run_logger()
@@ -162,11 +165,11 @@ def nightly(config_path: str | None = None, override: str | None = None) -> RunR
             logger.warning("no saved model: trained %s in this run", model.version)
         progress.finish("model")
         progress.start("link", "blocking check, predict, cluster")
-        linked = link(config, model, paths, run)
+        linked = link(config, model, paths, run, full)
         progress.finish("link")
         record = pipeline.record(
             config, run, intakes, gates, status="published",
-            override=override if failed else None, model=model, trained=trained,
+            override=override if failed else None, model=model, trained=trained, linked=linked,
         )  # fmt: skip
         progress.start("publish")
         published = publish(config, record, linked)

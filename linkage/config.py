@@ -210,6 +210,11 @@ class ModelConfig(_Model):
         ge=2,
         description="No person holds more records; bigger clusters are split and reported.",
     )
+    incremental: bool = Field(
+        True,
+        description="Score only new and changed records when the previous release was linked "
+        "with the same model and rules (a full run otherwise, or with `linkage run --full`).",
+    )
     household_guards: bool = Field(
         True,
         description="Veto links between records whose given names or birth dates conflict "

@@ -16,8 +16,9 @@ from splink import DuckDBAPI, Linker
 
 from linkage.blocking import check_blocking_budget
 from linkage.cluster import ClusterPolicy, cluster
-from linkage.db import sql_str
-from linkage.model import ModelArtefact
+from linkage.db import quote, sql_str
+from linkage.incremental import PAIR_KEYS, delta, detail_columns, predict_incremental
+from linkage.model import ModelArtefact, register_tf_tables
 from linkage.standardise.nicknames import VARIANTS_COLUMN, register_nicknames, variants_sql
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,12 @@ class LinkResult:
     deterministic_links: int = 0
     vetoes: dict[str, int] = field(default_factory=dict)
     rebuilt_clusters: int = 0
+    mode: str = "full"
+    """``full`` or ``incremental``."""
+    changes: dict[str, int] = field(default_factory=dict)
+    """Records new, changed, unchanged and deleted since the previous release (incremental)."""
+    matching: str | None = None
+    """The matching fingerprint (:func:`linkage.incremental.matching_fingerprint`)."""
 
 
 def load_records(con: duckdb.DuckDBPyConnection, standardised: Sequence[Path]) -> int:
@@ -60,24 +67,39 @@ def predict_and_cluster(
     predict_threshold: float,
     work_db: Path,
     max_pairs_per_rule: float = float("inf"),
+    previous: Path | None = None,
+    identifier_columns: Sequence[str] = (),
 ) -> LinkResult:
     """Score pairs of ``records`` into table ``pairs`` and cluster them into table ``clusters``.
 
     ``pairs`` holds every scored pair at or above ``predict_threshold`` with its match weight,
     probability, per-comparison levels and weights, and its decision (``linked``, ``grade``,
     ``veto``: see :mod:`linkage.cluster`); ``clusters`` maps each record_key to a cluster_id.
+    With ``previous`` (a release scored with the same model and rules), only new and changed
+    records are scored (:mod:`linkage.incremental`).
     """
     started = time.monotonic()
     check_blocking_budget(con, "records", model.settings_path, max_pairs_per_rule)
-    db_api = DuckDBAPI(connection=con)
-    linker = Linker(
-        db_api.register("records", dataset_display_name="records"),
-        str(model.settings_path),
-        log_level=logging.WARNING,  # Splink's INFO chatter is not for a nightly log
-    )
-    predictions = linker.inference.predict(threshold_match_probability=predict_threshold)
-    con.execute(f"CREATE OR REPLACE TABLE pairs AS SELECT * FROM {predictions.physical_name}")
-    linker.table_management.delete_tables_created_by_splink_from_db()
+    changes: dict[str, int] = {}
+    if previous is None:
+        db_api = DuckDBAPI(connection=con)
+        linker = Linker(
+            db_api.register("records", dataset_display_name="records"),
+            str(model.settings_path),
+            log_level=logging.WARNING,  # Splink's INFO chatter is not for a nightly log
+        )
+        register_tf_tables(con, db_api, linker, model)
+        predictions = linker.inference.predict(threshold_match_probability=predict_threshold)
+        details = ", ".join(quote(c) for c in detail_columns(con, predictions.physical_name))
+        con.execute(
+            f"CREATE OR REPLACE TABLE pairs AS SELECT {', '.join(PAIR_KEYS)}, {details} "
+            f"FROM {predictions.physical_name}"
+        )
+        linker.table_management.delete_tables_created_by_splink_from_db()
+    else:
+        changes = delta(con, previous, list(identifier_columns))
+        log.info("changes since the previous release: %s", changes)
+        predict_incremental(con, model, previous, predict_threshold)
     clustered = cluster(con, policy)
     (records,) = con.sql("SELECT count(*) FROM records").fetchall()[0]
     (pairs,) = con.sql("SELECT count(*) FROM pairs").fetchall()[0]
@@ -93,11 +115,14 @@ def predict_and_cluster(
         clustered.deterministic_links,
         clustered.vetoes,
         clustered.rebuilt_clusters,
+        mode="full" if previous is None else "incremental",
+        changes=changes,
     )
     log.info(
-        "linked %d records: %d scored pairs, %d links (%d on trusted numbers), %d vetoed, "
+        "linked %d records (%s): %d scored pairs, %d links (%d on trusted numbers), %d vetoed, "
         "%d persons (largest %d) in %.1fs",
         records,
+        result.mode,
         pairs,
         result.links,
         result.deterministic_links,

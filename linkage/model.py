@@ -25,6 +25,7 @@ import splink.comparison_library as cl
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
 from linkage.config import ProjectConfig
+from linkage.db import quote, sql_str
 from linkage.errors import ModelError
 from schemas.canonical import identifier_column
 
@@ -48,6 +49,53 @@ class ModelArtefact:
     @property
     def settings_path(self) -> Path:
         return self.path / "splink_model.json"
+
+    def tf_tables(self) -> dict[str, Path]:
+        """Term-frequency tables saved at training, by column (empty for older models)."""
+        return {p.stem.removeprefix("tf_"): p for p in sorted(self.path.glob("tf_*.parquet"))}
+
+
+def tf_columns(settings: dict[str, Any]) -> list[str]:
+    """Columns the model adjusts for term frequency."""
+    cols = {
+        lv["tf_adjustment_column"]
+        for c in settings["comparisons"]
+        for lv in c["comparison_levels"]
+        if lv.get("tf_adjustment_column")
+    }
+    return sorted(cols)
+
+
+def save_tf_tables(
+    con: duckdb.DuckDBPyConnection, table: str, columns: list[str], out: Path
+) -> None:
+    """Term frequencies of ``columns`` in ``table``, one Parquet file each, as Splink reads them.
+
+    They are part of the model: every run (full or incremental) and the search service score with
+    the same frequencies, so a pair's score never depends on which other records were loaded.
+    A value unseen in training gets no term-frequency adjustment.
+    """
+    for col in columns:
+        c = quote(col)
+        con.execute(f"""
+            COPY (SELECT {c}, count(*) / sum(count(*)) OVER () AS {quote("tf_" + col)}
+                  FROM {table} WHERE {c} IS NOT NULL GROUP BY {c} ORDER BY {c})
+            TO {sql_str(out / f"tf_{col}.parquet")} (FORMAT parquet)
+        """)
+
+
+def register_tf_tables(
+    con: duckdb.DuckDBPyConnection, db_api: DuckDBAPI, linker: Linker, model: ModelArtefact
+) -> None:
+    """Make ``linker`` (on ``con``) use the model's saved term frequencies (if it has them)."""
+    for col, path in model.tf_tables().items():
+        table = f"__tf_{col}"
+        con.execute(
+            f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM read_parquet({sql_str(path)})"
+        )
+        linker.table_management.register_term_frequency_lookup(
+            db_api.register(table, dataset_display_name=table), col
+        )
 
 
 def _names() -> cl.CustomComparison:
@@ -278,6 +326,7 @@ def train_model(
     out.mkdir(parents=True, exist_ok=False)
     artefact = ModelArtefact(out, version, fields, used_schemes)
     artefact.settings_path.write_text(json.dumps(trained, indent=4))
+    save_tf_tables(con, table, tf_columns(trained), out)
     n_records = con.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0]
     metadata = {
         "version": version,

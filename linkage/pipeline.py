@@ -29,6 +29,7 @@ from linkage.contracts import load_contract
 from linkage.db import connect, sql_str
 from linkage.errors import FileRejected, LinkageError, ModelError
 from linkage.gates import check_gates
+from linkage.incremental import matching_fingerprint
 from linkage.link import LinkResult, load_records, predict_and_cluster
 from linkage.model import ModelArtefact, load_model, train_model
 from linkage.publish import PublishResult, current_release, publish
@@ -290,23 +291,48 @@ def cluster_policy(config: ProjectConfig) -> ClusterPolicy:
 
 
 def link(
-    config: ProjectConfig, model: ModelArtefact, standardised: list[Path], run: RunContext
+    config: ProjectConfig,
+    model: ModelArtefact,
+    standardised: list[Path],
+    run: RunContext,
+    full: bool = False,
 ) -> LinkResult:
-    """Predict and cluster into the run's work database."""
+    """Predict and cluster into the run's work database: incrementally against the current
+    release when it was linked with the same model and rules (and ``full`` is not asked for)."""
+    policy = cluster_policy(config)
+    fingerprint = matching_fingerprint(model, policy, config.model.predict_threshold)
+    previous = current_release(config.paths.index_dir)
+    last = next(
+        (
+            r
+            for r in reversed(runlog.history(config.paths.index_dir))
+            if r.status == "published" and previous and r.release == str(previous)
+        ),
+        None,
+    )
+    incremental = (
+        config.model.incremental and not full and last is not None and last.matching == fingerprint
+    )
+    if previous is not None and not incremental:
+        why = "asked for" if full else "the model or the matching rules changed"
+        log.info("full run (%s)", why if config.model.incremental else "model.incremental is off")
     work_db = run.run_dir / "work.duckdb"
     con = connect(work_db, config)
     try:
         load_records(con, standardised)
-        return predict_and_cluster(
+        result = predict_and_cluster(
             con,
             model,
-            cluster_policy(config),
+            policy,
             predict_threshold=config.model.predict_threshold,
             work_db=work_db,
             max_pairs_per_rule=config.model.max_pairs_per_rule,
+            previous=previous if incremental else None,
+            identifier_columns=[identifier_column(s) for s in sorted(config.identifiers)],
         )
     finally:
         con.close()
+    return replace(result, matching=fingerprint)
 
 
 def record(
@@ -319,6 +345,7 @@ def record(
     override: str | None = None,
     model: ModelArtefact | None = None,
     trained: bool = False,
+    linked: LinkResult | None = None,
 ) -> RunRecord:
     """This run's record (not yet saved)."""
     return RunRecord(
@@ -335,6 +362,9 @@ def record(
         gates=tuple(gates),
         override=override,
         report=str(report_path(config, run.run_id)),
+        link_mode=linked.mode if linked else None,
+        changes=linked.changes if linked else {},
+        matching=linked.matching if linked else None,
     )
 
 
@@ -468,13 +498,16 @@ def format_summary(r: RunRecord) -> str:
     if r.status == "published":
         model = f"{r.model_version}{' (trained in this run)' if r.trained_this_run else ''}"
         lines += [
-            f"records linked: {r.records}   persons: {r.persons}   links: {r.links}",
+            f"records linked: {r.records}   persons: {r.persons}   links: {r.links}"
+            + (f"   ({r.link_mode})" if r.link_mode else ""),
             "link grades:    "
             + ", ".join(f"{g} {n}" for g, n in r.link_grades.items())
             + (f"   vetoed: {sum(r.vetoes.values())}" if r.vetoes else ""),
             f"model:          {model}",
             f"index:          {r.release}",
         ]
+    if r.changes:
+        lines.append("changes:        " + ", ".join(f"{k} {v}" for k, v in r.changes.items()))
     if r.report:
         lines.append(f"report:         {r.report}")
         if r.status == "published":

@@ -81,6 +81,12 @@ class RunRecord:
     """Scored pairs per grade (certain, probable, possible)."""
     vetoes: dict[str, int] = field(default_factory=dict)
     """Pairs at or above the cluster threshold not linked, per reason (see linkage.cluster)."""
+    link_mode: str | None = None
+    """``full`` or ``incremental`` (only new and changed records scored)."""
+    changes: dict[str, int] = field(default_factory=dict)
+    """Records new, changed, unchanged and deleted since the previous release (incremental)."""
+    matching: str | None = None
+    """Fingerprint of the model and rules that decided the links; a change forces a full run."""
     release: str | None = None
     report: str | None = None
     """The run's data-quality report (HTML), beside its Data Docs."""

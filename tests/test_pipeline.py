@@ -27,7 +27,7 @@ from linkage.runlog import RunRecord
 from tests.conftest import make_demo_project
 
 
-def run_steps(config: ProjectConfig, override: str | None = None) -> RunRecord:
+def run_steps(config: ProjectConfig, override: str | None = None, full: bool = False) -> RunRecord:
     """The nightly flow's steps in order, as plain calls (flows/nightly.py is the real thing)."""
     run = pipeline.new_run(config)
     intakes = []
@@ -48,10 +48,10 @@ def run_steps(config: ProjectConfig, override: str | None = None) -> RunRecord:
         ]
     paths = [i.standardised for i in intakes if i.standardised is not None]
     model, trained = pipeline.model_for_run(config, paths, run)
-    linked = pipeline.link(config, model, paths, run)
+    linked = pipeline.link(config, model, paths, run, full)
     record = pipeline.record(
         config, run, intakes, gates, status="published",
-        override=override if failed else None, model=model, trained=trained,
+        override=override if failed else None, model=model, trained=trained, linked=linked,
     )  # fmt: skip
     return pipeline.publish_run(config, record, linked)
 

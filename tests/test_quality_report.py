@@ -794,8 +794,10 @@ def test_a_run_record_holds_counts_and_codes_never_a_persons_values():
     assert set(hints[RunRecord]) == {
         "run_id", "project", "started_at", "finished_at", "status", "config_path",
         "model_version", "trained_this_run", "cluster_threshold", "extracts", "gates", "override",
-        "records", "persons", "links", "link_grades", "vetoes", "release", "report",
+        "records", "persons", "links", "link_grades", "vetoes", "link_mode", "changes",
+        "matching", "release", "report",
     }  # fmt: skip
+    assert hints[RunRecord]["changes"] == "dict[str, int]"  # new/changed/deleted -> counts
     assert hints[RunRecord]["link_grades"] == "dict[str, int]"  # grade codes -> counts
     assert hints[RunRecord]["vetoes"] == "dict[str, int]"  # reason codes -> counts
 
