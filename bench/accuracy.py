@@ -20,47 +20,23 @@ from collections import defaultdict
 from pathlib import Path
 
 from linkage.config import load_config
-from linkage.demo.project import write_demo_project
+from linkage.demo.project import write_demo_project, write_example_project
 from linkage.evaluate import Evaluation, evaluate
 from linkage.publish import current_release
 
 DEV_SEEDS = {11, 12}
 
 
-def run_case(root: Path, profile: str, seed: int, persons: int) -> tuple[Evaluation, float]:
+def run_and_evaluate(config_path: Path, truth: Path) -> tuple[Evaluation, float]:
+    """The real nightly flow on a project, then its published clusters against ``truth``."""
     from flows.nightly import nightly
 
-    config_path = write_demo_project(root, persons=persons, seed=seed, profile=profile)
     started = time.monotonic()
     nightly(str(config_path))
     seconds = time.monotonic() - started
     release = current_release(load_config(config_path).paths.index_dir)
     assert release is not None, "the nightly run published nothing"
-    return evaluate(release, root / "data" / "truth.csv"), seconds
-
-
-def run_febrl(root: Path, name: str) -> tuple[Evaluation, float]:
-    """A FEBRL example (examples/<name>) run by the nightly flow with its outputs in ``root``."""
-    import yaml
-
-    from flows.nightly import nightly
-
-    example = Path(__file__).resolve().parents[1] / "examples" / name
-    doc = yaml.safe_load((example / "linkage.yaml").read_text())
-    doc["paths"] = {k: str(root / k) for k in doc["paths"]}
-    doc["duckdb"]["temp_directory"] = str(root / "tmp")
-    doc["model"]["dir"] = str(root / "models")
-    for a in doc["agencies"]:
-        a["contract"] = str(example / a["contract"])
-        a["source"]["path"] = str(example / a["source"]["path"])
-    config_path = root / "linkage.yaml"
-    config_path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    started = time.monotonic()
-    nightly(str(config_path))
-    seconds = time.monotonic() - started
-    release = current_release(load_config(config_path).paths.index_dir)
-    assert release is not None, "the nightly run published nothing"
-    return evaluate(release, example / "truth.csv"), seconds
+    return evaluate(release, truth), seconds
 
 
 def main() -> None:
@@ -94,9 +70,12 @@ def main() -> None:
             shutil.rmtree(root)
         root.mkdir(parents=True)
         if profile.startswith("febrl"):
-            e, secs = run_febrl(root, profile)
+            example = Path(__file__).resolve().parents[1] / "examples" / profile
+            config_path, truth = write_example_project(example, root), example / "truth.csv"
         else:
-            e, secs = run_case(root, profile, seed, args.persons)
+            config_path = write_demo_project(root, persons=args.persons, seed=seed, profile=profile)
+            truth = root / "data" / "truth.csv"
+        e, secs = run_and_evaluate(config_path, truth)
         tag = "*" if profile == "default" and seed in DEV_SEEDS else ""
         rows.append(
             f"{profile:<8}{str(seed) + tag:>5}{e.records:>9}{e.pairwise_precision:>8.4f}"

@@ -9,7 +9,6 @@ get pseudonyms that do not join. Persons carry only the attributes the configura
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import os
@@ -25,6 +24,7 @@ from duckdb.sqltypes import VARCHAR
 from linkage.config import AnalystRelease
 from linkage.db import sql_str
 from linkage.errors import KeyFileError
+from linkage.incremental import detail_columns
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +76,9 @@ def _pseudonymiser(key: bytes, prefix: str) -> Callable[[pa.Array], pa.Array]:
     """A vectorised DuckDB function: HMAC-SHA256 pseudonym of each value, keyed by ``key``."""
 
     def fn(values: pa.Array) -> pa.Array:
+        digest = hmac.digest
         out = [
-            None
-            if v is None
-            else prefix + hmac.new(key, v.encode(), hashlib.sha256).hexdigest()[:20]
+            None if v is None else prefix + digest(key, v.encode(), "sha256").hex()[:20]
             for v in values.to_pylist()
         ]
         return pa.array(out, pa.string())
@@ -122,47 +121,52 @@ def write_analyst_release(release: Path, index_dir: Path, settings: AnalystRelea
 
 
 def _build(con: duckdb.DuckDBPyConnection, attributes: tuple[str, ...]) -> None:
+    # Each ID is hashed once, then joined in.
+    con.execute("""
+        CREATE TEMP TABLE pp AS
+        SELECT id, person_pseudonym(id) AS pseudonym FROM (
+            SELECT person_id AS id FROM src.persons
+            UNION SELECT person_id FROM src.lineage
+            UNION SELECT related_person_id FROM src.lineage WHERE related_person_id IS NOT NULL)
+    """)
+    con.execute(
+        "CREATE TEMP TABLE rp AS "
+        "SELECT record_key AS id, record_pseudonym(record_key) AS pseudonym FROM src.records"
+    )
     attrs = "".join(f", {ATTRIBUTES[a]} AS {a}" for a in attributes)
     con.execute(f"""
         CREATE TABLE out.persons AS
-        SELECT person_pseudonym(p.person_id) AS person, p.record_count, p.agency_count,
-               p.agencies {attrs}
-        FROM src.persons p ORDER BY person
+        SELECT pp.pseudonym AS person, p.record_count, p.agency_count, p.agencies {attrs}
+        FROM src.persons p JOIN pp ON pp.id = p.person_id ORDER BY person
     """)
     con.execute("""
         CREATE TABLE out.crosswalk AS
-        SELECT agency, record_pseudonym(record_key) AS record,
-               person_pseudonym(person_id) AS person,
-               dob_precision, quality_flags
-        FROM src.records ORDER BY person, record
+        SELECT r.agency, rp.pseudonym AS record, pp.pseudonym AS person, r.dob_precision,
+               r.quality_flags
+        FROM src.records r JOIN rp ON rp.id = r.record_key JOIN pp ON pp.id = r.person_id
+        ORDER BY person, record
     """)
-    detail = [
-        r[0]
-        for r in con.sql(
-            "SELECT column_name FROM duckdb_columns() WHERE database_name = 'src' "
-            "AND table_name = 'links' AND (column_name LIKE 'gamma\\_%' ESCAPE '\\' "
-            "OR column_name LIKE 'bf\\_%' ESCAPE '\\' OR column_name LIKE 'mw\\_%' ESCAPE '\\') "
-            "ORDER BY column_index"
-        ).fetchall()
-    ]
+    detail = detail_columns(con, "links", "src")
     con.execute(f"""
         CREATE TABLE out.links AS
-        SELECT person_pseudonym(person_id_l) AS person_l,
-               person_pseudonym(person_id_r) AS person_r,
-               record_pseudonym(record_key_l) AS record_l,
-               record_pseudonym(record_key_r) AS record_r,
-               match_weight, match_probability, linked, grade, veto
-               {"".join(", " + c for c in detail)}
-        FROM src.links ORDER BY record_l, record_r
+        SELECT pl.pseudonym AS person_l, pr.pseudonym AS person_r, rl.pseudonym AS record_l,
+               rr.pseudonym AS record_r, l.match_weight, l.match_probability, l.linked, l.grade,
+               l.veto {"".join(", l." + c for c in detail)}
+        FROM src.links l
+        JOIN pp pl ON pl.id = l.person_id_l JOIN pp pr ON pr.id = l.person_id_r
+        JOIN rp rl ON rl.id = l.record_key_l JOIN rp rr ON rr.id = l.record_key_r
+        ORDER BY record_l, record_r
     """)
     con.execute("""
         CREATE TABLE out.lineage AS
-        SELECT run_id, event, person_pseudonym(person_id) AS person,
-               person_pseudonym(related_person_id) AS related_person, records
-        FROM src.lineage ORDER BY run_id, event, person
+        SELECT l.run_id, l.event, a.pseudonym AS person, b.pseudonym AS related_person, l.records
+        FROM src.lineage l JOIN pp a ON a.id = l.person_id
+        LEFT JOIN pp b ON b.id = l.related_person_id
+        ORDER BY l.run_id, l.event, person
     """)
     con.execute("CREATE TABLE out.runs AS SELECT * EXCLUDE (config_path, override) FROM src.runs")
     con.execute("CREATE TABLE out.extracts AS SELECT * EXCLUDE (source) FROM src.extracts")
+    con.execute("DROP TABLE pp; DROP TABLE rp")
 
 
 def analyst_current(index_dir: Path) -> Path | None:

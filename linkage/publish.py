@@ -23,6 +23,7 @@ from linkage.cluster import GRADES
 from linkage.db import quote, sql_str
 from linkage.errors import PublishError
 from linkage.identity import assign_person_ids
+from linkage.incremental import detail_columns
 from linkage.runlog import RunRecord
 from linkage.standardise.nicknames import VARIANTS_COLUMN
 
@@ -232,33 +233,28 @@ def _build_release(con: duckdb.DuckDBPyConnection, run: RunRecord, previous: Pat
     """)
     # Survivorship: each attribute is the value held by most of the person's records;
     # ties go to the value from the alphabetically first agency, then the smallest value.
-    attrs = ",\n".join(
-        f"(SELECT {a} FROM (SELECT {a}, count(*) AS n, min(agency) AS ag FROM rel.records x "
-        f"WHERE x.person_id = p.person_id AND {a} IS NOT NULL GROUP BY {a}) "
-        f"ORDER BY n DESC, ag, {a} LIMIT 1) AS {a}"
+    best = "\n".join(
+        f"""LEFT JOIN (
+            SELECT person_id, {a} FROM (
+                SELECT person_id, {a}, count(*) AS n, min(agency) AS ag
+                FROM rel.records WHERE {a} IS NOT NULL GROUP BY ALL)
+            QUALIFY row_number() OVER (PARTITION BY person_id ORDER BY n DESC, ag, {a}) = 1
+        ) AS best_{a} USING (person_id)"""
         for a in PERSON_ATTRIBUTES
     )
     con.execute(f"""
         CREATE TABLE rel.persons AS
         SELECT p.person_id, p.record_count, p.agency_count, p.agencies,
-               {attrs}
+               {", ".join(f"best_{a}.{a}" for a in PERSON_ATTRIBUTES)}
         FROM (
             SELECT person_id, count(*) AS record_count, count(DISTINCT agency) AS agency_count,
                    list(DISTINCT agency ORDER BY agency) AS agencies
             FROM rel.records GROUP BY person_id
         ) p
+        {best}
         ORDER BY p.person_id
     """)
-    detail_cols = [
-        r[0]
-        for r in con.sql(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_name = 'pairs' AND table_catalog = current_database() "
-            "AND (column_name LIKE 'gamma\\_%' ESCAPE '\\' "
-            "OR column_name LIKE 'mw\\_%' ESCAPE '\\' "
-            "OR column_name LIKE 'bf\\_%' ESCAPE '\\') ORDER BY ordinal_position"
-        ).fetchall()
-    ]
+    detail_cols = detail_columns(con, "pairs")
     details = "".join(f", p.{quote(c)}" for c in detail_cols)
     con.execute(
         f"""

@@ -20,6 +20,7 @@ from linkage import pipeline
 from linkage.config import ProjectConfig, load_config
 from linkage.contracts import load_contract
 from linkage.db import connect
+from linkage.demo.project import write_example_project
 from linkage.errors import PublishError
 from linkage.evaluate import evaluate
 from linkage.publish import current_release, publish
@@ -310,16 +311,40 @@ def test_febrl_through_the_whole_pipeline(tmp_path: Path, benchmark: str, min_f1
     """The FEBRL benchmarks (regression gates, not tuning sets) via examples/febrl4 (linking two
     files) and examples/febrl3 (deduplicating one)."""
     example = Path(__file__).resolve().parents[1] / "examples" / benchmark
-    doc = yaml.safe_load((example / "linkage.yaml").read_text())
-    doc["paths"] = {k: str(tmp_path / k) for k in doc["paths"]}
-    doc["duckdb"]["temp_directory"] = str(tmp_path / "tmp")
-    doc["model"]["dir"] = str(tmp_path / "models")
-    for a in doc["agencies"]:
-        a["contract"] = str(example / a["contract"])
-        a["source"]["path"] = str(example / a["source"]["path"])
-    path = tmp_path / "linkage.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    path = write_example_project(example, tmp_path)
     record = run_steps(load_config(path))
     ev = evaluate(Path(record.release), example / "truth.csv")
     assert ev.truth_records_not_published == 0
     assert ev.pairwise_precision >= min_f1 and ev.pairwise_f1 >= min_f1, ev
+
+
+def test_persons_hold_the_best_known_values_by_the_survivorship_rule(
+    project: tuple[Path, RunRecord],
+) -> None:
+    """Each attribute: the value most of the person's records hold (NULLs ignored); a tie goes
+    to the value from the alphabetically first agency, then to the smallest value."""
+    from collections import Counter, defaultdict
+
+    _, record = project
+    with duckdb.connect(record.release, read_only=True) as con:
+        rows = con.sql(
+            "SELECT person_id, agency, given_name, family_name, date_of_birth, sex, postcode "
+            "FROM records"
+        ).fetchall()
+        persons = {
+            r[0]: r[1:]
+            for r in con.sql(
+                "SELECT person_id, given_name, family_name, date_of_birth, sex, postcode "
+                "FROM persons"
+            ).fetchall()
+        }
+    by_person: dict[str, list[tuple]] = defaultdict(list)
+    for person, agency, *values in rows:
+        by_person[person].append((agency, values))
+    for person, recs in by_person.items():
+        for i in range(5):
+            held = [(agency, v[i]) for agency, v in recs if v[i] is not None]
+            counts = Counter(v for _, v in held)
+            first_agency = {v: min(a for a, w in held if w == v) for v in counts}
+            best = min(counts, key=lambda v: (-counts[v], first_agency[v], v)) if held else None
+            assert persons[person][i] == best, (person, i)

@@ -31,3 +31,18 @@ def write_demo_project(root: Path, *, persons: int, seed: int, profile: str = "d
     path = root / "linkage.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
+
+
+def write_example_project(example: Path, root: Path) -> Path:
+    """A copy of the config of ``example`` (a folder of ``examples/``) with its outputs in
+    ``root`` and its contracts and sources read from ``example``. Returns the config's path."""
+    doc = yaml.safe_load((example / "linkage.yaml").read_text())
+    doc["paths"] = {k: str(root / k) for k in doc["paths"]}
+    doc["duckdb"]["temp_directory"] = str(root / "tmp")
+    doc["model"]["dir"] = str(root / "models")
+    for agency in doc["agencies"]:
+        agency["contract"] = str(example / agency["contract"])
+        agency["source"]["path"] = str(example / agency["source"]["path"])
+    path = root / "linkage.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path

@@ -25,17 +25,15 @@ import html
 import json
 import logging
 import math
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import duckdb
-import jinja2
 from markupsafe import Markup
 from splink import DuckDBAPI, Linker
 
-from linkage.reports.quality import Cell, Suppression, humanise
+from linkage.reports.quality import Cell, Suppression, humanise, write_page
 
 log = logging.getLogger(__name__)
 
@@ -88,18 +86,7 @@ def render_linkage_report(
         finally:
             work.close()
     context["libraries"] = _libraries()
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    page = env.get_template(TEMPLATE_NAME).render(**context)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
+    write_page(TEMPLATE_NAME, context, out)
     log.info("linkage report for run %s: %s", context["run_id"], out)
     return out
 

@@ -486,6 +486,23 @@ def line_chart(title: str, points: Sequence[Point], *, percent: bool = False) ->
 # ---------------------------------------------------------------------------------------------
 
 
+def write_page(template: str, context: dict[str, Any], out: Path) -> None:
+    """Render ``template`` (autoescaped, strict) to ``out``, written atomically."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    page = env.get_template(template).render(**context)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, out)
+
+
 def render_quality_report(
     run: RunRecord,
     history: list[RunRecord],
@@ -523,19 +540,7 @@ def render_quality_report(
     out_path = Path(out_path)
     s = Suppression(suppress_below)
     context = _context(run, history, out_path, s, data_docs)
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-    page = env.get_template(TEMPLATE_NAME).render(**context)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out_path)
+    write_page(TEMPLATE_NAME, context, out_path)
     log.info(
         "quality report for run %s (%s): %s, suppress_below=%d",
         run.run_id,
