@@ -202,6 +202,106 @@ def check_config(config: ConfigOpt = None) -> None:
     typer.echo(f"{cfg.config_path}: OK ({len(cfg.agencies)} agencies)")
 
 
+UserOpt = Annotated[
+    str | None, typer.Option(help="Who is searching, for the audit log. Default: the OS user.")
+]
+FormatOpt = Annotated[Literal["table", "json"], typer.Option("--format", "-f", help="Output.")]
+
+
+def _searcher(config: Path | None) -> Any:
+    from linkage.search import Searcher
+
+    return Searcher(config_from(config))
+
+
+def _os_user() -> str:
+    import getpass
+
+    return getpass.getuser()
+
+
+@app.command()
+def search(
+    config: ConfigOpt = None,
+    given_name: Annotated[str | None, typer.Option("--given-name")] = None,
+    family_name: Annotated[str | None, typer.Option("--family-name")] = None,
+    dob: Annotated[str | None, typer.Option("--dob", help="Date of birth, YYYY-MM-DD.")] = None,
+    postcode: Annotated[str | None, typer.Option()] = None,
+    sex: Annotated[str | None, typer.Option(help="M, F or X.")] = None,
+    ids: Annotated[
+        list[str] | None, typer.Option("--id", help="An identifier as scheme=value (repeatable).")
+    ] = None,
+    user: UserOpt = None,
+    format: FormatOpt = "table",
+) -> None:
+    """Search the current index by example; every search is written to the audit log."""
+    fields = {
+        "given_name": given_name, "family_name": family_name, "date_of_birth": dob,
+        "postcode": postcode, "sex": sex, "identifiers": ids or [],
+    }  # fmt: skip
+    result = _searcher(config).search(fields, user=user or _os_user())
+    if format == "json":
+        typer.echo(result.model_dump_json(indent=2))
+        return
+    columns = ["person_id", "probability", "weight", "grade", "given_name", "family_name",
+               "date_of_birth", "postcode", "agencies"]  # fmt: skip
+    rows = [
+        (m.person.person_id, f"{m.match_probability:.6f}", f"{m.match_weight:.1f}", m.grade,
+         m.person.given_name, m.person.family_name, m.person.date_of_birth, m.person.postcode,
+         ",".join(m.person.agencies))
+        for m in result.matches
+    ]  # fmt: skip
+    _print_rows(columns, rows, "table")
+    for m in result.matches:
+        typer.echo(f"\n{m.person.person_id} ({m.grade}): why")
+        for w in m.why:
+            typer.echo(f"  {w.comparison:<16}{w.match_weight:+8.2f}  {w.level}")
+
+
+@app.command()
+def lookup(
+    config: ConfigOpt = None,
+    agency: Annotated[str | None, typer.Option(help="An agency's name...")] = None,
+    record_id: Annotated[str | None, typer.Option(help="...and its record id.")] = None,
+    scheme: Annotated[str | None, typer.Option(help="Or an identifier scheme...")] = None,
+    value: Annotated[str | None, typer.Option(help="...and the identifier.")] = None,
+    user: UserOpt = None,
+    format: FormatOpt = "table",
+) -> None:
+    """Every agency's records and identifiers for the person holding one record or identifier."""
+    result = _searcher(config).lookup(
+        user=user or _os_user(), agency=agency, source_record_id=record_id, scheme=scheme,
+        value=value,
+    )  # fmt: skip
+    if format == "json":
+        typer.echo(result.model_dump_json(indent=2))
+        return
+    columns = ["person_id", "agency", "source_record_id", "identifiers"]
+    rows = [
+        (p.person.person_id, r.agency, r.source_record_id,
+         " ".join(f"{k}={v}" for k, v in r.identifiers.items()))
+        for p in result.persons
+        for r in p.records
+    ]  # fmt: skip
+    _print_rows(columns, rows, "table")
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+) -> None:
+    """Serve the search API and page (uvicorn, one worker; no access log: URLs hold queries)."""
+    import uvicorn
+
+    from linkage.api import create_app
+
+    app_ = create_app(config_from(config))
+    typer.echo(f"search service on http://{host}:{port}/ (API reference at /docs)")
+    uvicorn.run(app_, host=host, port=port, workers=1, access_log=False, log_level="warning")
+
+
 _console = logging.StreamHandler(sys.stderr)
 _console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
 
