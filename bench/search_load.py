@@ -5,6 +5,7 @@ Usage::
     .venv/bin/python bench/search_load.py                       # build a 1M-record index, run
     .venv/bin/python bench/search_load.py --index /tmp/sl       # reuse the index built there
     .venv/bin/python bench/search_load.py --records 200000 --rate 50 --seconds 60
+    .venv/bin/python bench/search_load.py --project /tmp/b1m/p/linkage.yaml  # a real pipeline index
 
 The index (in ``--index``, default a new temporary folder) is built in two steps:
 
@@ -18,8 +19,8 @@ The index (in ``--index``, default a new temporary folder) is built in two steps
    family names, so name-pair blocks are larger than in a real population of that size); birth
    date and postcode blocks keep their size. The result has the release's tables and
    columns (``records``, ``persons``, ``runs``, ``crosswalk``); the model is the one trained in
-   step 1. The pipeline itself at 1M records was not used: its person-ID step inserts new IDs
-   row by row, about 15 minutes at that size.
+   step 1. With ``--project``, a project's own current release is searched instead (for example
+   the 1M-person demo that ``bench/run_demo.py --out DIR`` leaves).
 
 Then ``linkage serve`` (uvicorn, one worker) is started on 127.0.0.1 and an asyncio + httpx load
 generator sends ``--rate`` requests per second for ``--seconds`` (after a ``--warmup``), each at
@@ -355,6 +356,10 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=5.0, help="seconds at the rate, not counted")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", action="store_true", help="keep a temporary bench folder")
+    ap.add_argument(
+        "--project", type=Path, default=None,
+        help="search an existing project's current release instead (e.g. bench/run_demo.py's)",
+    )  # fmt: skip
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("splink").setLevel(logging.WARNING)
@@ -362,7 +367,7 @@ def main() -> None:
     root = args.index or Path(tempfile.mkdtemp(prefix="linkage-search-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     print(f"bench folder {root}; load before: {os.getloadavg()}")
-    config_path = build_index(
+    config_path = args.project or build_index(
         root, base_persons=args.base_persons, records=args.records, seed=args.seed
     )
     queries = make_queries(config_path, 5_000, args.seed)
