@@ -86,15 +86,23 @@ def _pseudonymiser(key: bytes, prefix: str) -> Callable[[pa.Array], pa.Array]:
     return fn
 
 
-def write_analyst_release(release: Path, index_dir: Path, settings: AnalystRelease) -> Path:
-    """Build the analyst release of ``release`` (an identifiable release file); return its path."""
+def write_analyst_release(
+    release: Path,
+    index_dir: Path,
+    settings: AnalystRelease,
+    connection: Callable[[], duckdb.DuckDBPyConnection] = duckdb.connect,
+) -> Path:
+    """Build the analyst release of ``release`` (an identifiable release file); return its path.
+
+    ``connection`` opens the in-memory working database (in a run: with the project's memory
+    limit and spill folder)."""
     key = load_key(settings)
     folder = index_dir / ANALYST_DIR
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / release.name
     partial = folder / f".{release.name}.partial"
     partial.unlink(missing_ok=True)
-    con = duckdb.connect()
+    con = connection()
     try:
         for name, prefix in (("person_pseudonym", "A"), ("record_pseudonym", "R")):
             con.create_function(

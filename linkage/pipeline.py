@@ -383,7 +383,12 @@ def publish_run(config: ProjectConfig, run_record: RunRecord, linked: LinkResult
     finally:
         con.close()
     if analyst is not None:
-        write_analyst_release(published.release_path, config.paths.index_dir, analyst)
+        write_analyst_release(
+            published.release_path,
+            config.paths.index_dir,
+            analyst,
+            lambda: connect(":memory:", config),
+        )
     runlog.save(config.paths.index_dir, published.record)
     return published.record
 

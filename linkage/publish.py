@@ -233,27 +233,29 @@ def _build_release(con: duckdb.DuckDBPyConnection, run: RunRecord, previous: Pat
     """)
     # Survivorship: each attribute is the value held by most of the person's records;
     # ties go to the value from the alphabetically first agency, then the smallest value.
-    best = "\n".join(
-        f"""LEFT JOIN (
-            SELECT person_id, {a} FROM (
+    # One small table per attribute (hash aggregates, which spill to disk under the memory limit).
+    for a in PERSON_ATTRIBUTES:
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE best_{a} AS
+            SELECT person_id, arg_min({a}, (-n, ag, {a})) AS {a} FROM (
                 SELECT person_id, {a}, count(*) AS n, min(agency) AS ag
                 FROM rel.records WHERE {a} IS NOT NULL GROUP BY ALL)
-            QUALIFY row_number() OVER (PARTITION BY person_id ORDER BY n DESC, ag, {a}) = 1
-        ) AS best_{a} USING (person_id)"""
-        for a in PERSON_ATTRIBUTES
-    )
+            GROUP BY person_id
+        """)
     con.execute(f"""
         CREATE TABLE rel.persons AS
         SELECT p.person_id, p.record_count, p.agency_count, p.agencies,
                {", ".join(f"best_{a}.{a}" for a in PERSON_ATTRIBUTES)}
         FROM (
-            SELECT person_id, count(*) AS record_count, count(DISTINCT agency) AS agency_count,
-                   list(DISTINCT agency ORDER BY agency) AS agencies
-            FROM rel.records GROUP BY person_id
+            SELECT person_id, sum(n)::BIGINT AS record_count, count(*) AS agency_count,
+                   list_sort(list(agency)) AS agencies
+            FROM (SELECT person_id, agency, count(*) AS n FROM rel.records GROUP BY ALL)
+            GROUP BY person_id
         ) p
-        {best}
+        {" ".join(f"LEFT JOIN best_{a} USING (person_id)" for a in PERSON_ATTRIBUTES)}
         ORDER BY p.person_id
     """)
+    con.execute("; ".join(f"DROP TABLE best_{a}" for a in PERSON_ATTRIBUTES))
     detail_cols = detail_columns(con, "pairs")
     details = "".join(f", p.{quote(c)}" for c in detail_cols)
     con.execute(
