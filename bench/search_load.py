@@ -52,33 +52,12 @@ from typing import Any
 import duckdb
 import httpx
 import yaml
+from run_demo import timed_run  # bench/ is on the path when a bench script runs
 
-from linkage import pipeline
-from linkage.config import ProjectConfig, load_config
+from linkage.config import load_config
 from linkage.db import sql_str
 from linkage.demo.project import write_demo_project
 from linkage.publish import CURRENT, current_release
-
-
-def run_pipeline(config: ProjectConfig) -> None:
-    """The nightly flow's library steps (as tests/test_pipeline.py runs them), no Prefect."""
-    run = pipeline.new_run(config)
-    intakes = []
-    for agency in config.agencies:
-        extracted = pipeline.extract(config, agency.name, run)
-        if isinstance(extracted, str):
-            raise SystemExit(f"demo extract {agency.name} rejected: {extracted}")
-        validated = pipeline.validate(config, extracted, run)
-        intakes.append(pipeline.standardise(config, extracted, validated, run))
-    gates = pipeline.check(config, intakes)
-    paths = [i.standardised for i in intakes if i.standardised is not None]
-    model, trained = pipeline.model_for_run(config, paths, run)
-    linked = pipeline.link(config, model, paths, run)
-    record = pipeline.record(
-        config, run, intakes, gates, status="published", model=model, trained=trained
-    )
-    pipeline.publish_run(config, record, linked)
-
 
 # SQL pieces of the replication; ``k`` is the copy number (0 = the original).
 _SUFFIX = "CASE WHEN k = 0 THEN '' ELSE '-' || k END"
@@ -172,7 +151,7 @@ def build_index(root: Path, *, base_persons: int, records: int, seed: int) -> Pa
         write_demo_project(root / "base", persons=base_persons, seed=seed)
     base = load_config(base_cfg_path)
     if current_release(base.paths.index_dir) is None:
-        run_pipeline(base)
+        timed_run(base, full=False)  # bench/run_demo.py's run of the library steps
         print(f"base demo: {base_persons} persons, pipeline in {time.monotonic() - t0:.0f}s")
     release = current_release(base.paths.index_dir)
     assert release is not None

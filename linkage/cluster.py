@@ -220,32 +220,36 @@ def cluster(con: duckdb.DuckDBPyConnection, policy: ClusterPolicy) -> ClusterRes
 def _rebuild_suspect_clusters(con: duckdb.DuckDBPyConnection, policy: ClusterPolicy) -> int:
     """Stage 3: find the components that need it and rebuild them greedily; return how many."""
     cannot = cannot_link_sql("a", "b", policy, "d.match_probability")
+    # Every two records of one component that must not be one person (computed once: it makes
+    # the component suspect, and the rebuild keeps the two apart).
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE __conflicts AS
+        WITH small AS (
+            SELECT cluster_id FROM clusters GROUP BY 1
+            HAVING count(*) BETWEEN 2 AND {_ALL_PAIRS_LIMIT}
+        )
+        SELECT x.cluster_id, x.record_key AS key_a, y.record_key AS key_b
+        FROM clusters x
+        JOIN clusters y ON x.cluster_id = y.cluster_id AND x.record_key < y.record_key
+        JOIN records a ON a.record_key = x.record_key
+        JOIN records b ON b.record_key = y.record_key
+        LEFT JOIN decisions d ON d.record_key_l = x.record_key AND d.record_key_r = y.record_key
+        WHERE x.cluster_id IN (SELECT cluster_id FROM small) AND ({cannot})
+    """)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE __suspect AS
         WITH size AS (SELECT cluster_id, count(*) AS n FROM clusters GROUP BY 1),
         links AS (
             SELECT c.cluster_id, count(*) AS m FROM decisions d
             JOIN clusters c ON c.record_key = d.record_key_l WHERE d.linked GROUP BY 1
-        ),
-        conflicted AS (
-            SELECT DISTINCT x.cluster_id
-            FROM clusters x
-            JOIN clusters y ON x.cluster_id = y.cluster_id AND x.record_key < y.record_key
-            JOIN records a ON a.record_key = x.record_key
-            JOIN records b ON b.record_key = y.record_key
-            LEFT JOIN decisions d
-              ON d.record_key_l = x.record_key AND d.record_key_r = y.record_key
-            WHERE x.cluster_id IN (
-                SELECT cluster_id FROM size WHERE n BETWEEN 2 AND {_ALL_PAIRS_LIMIT})
-              AND ({cannot})
         )
         SELECT cluster_id FROM size LEFT JOIN links USING (cluster_id)
         WHERE n > {int(policy.max_cluster_size)} OR (n >= 4 AND coalesce(m, 0) <= n)
-           OR cluster_id IN (SELECT cluster_id FROM conflicted)
+           OR cluster_id IN (SELECT cluster_id FROM __conflicts)
     """)
     (n_suspect,) = con.sql("SELECT count(*) FROM __suspect").fetchall()[0]
     if not n_suspect:
-        con.execute("DROP TABLE __suspect")
+        con.execute("DROP TABLE __suspect; DROP TABLE __conflicts")
         return 0
     edges = con.execute(
         """
@@ -256,18 +260,7 @@ def _rebuild_suspect_clusters(con: duckdb.DuckDBPyConnection, policy: ClusterPol
         """,
         [policy.certain_threshold],
     ).fetchall()
-    conflicts = con.sql(f"""
-        SELECT x.record_key, y.record_key
-        FROM clusters x
-        JOIN clusters y ON x.cluster_id = y.cluster_id AND x.record_key < y.record_key
-        JOIN records a ON a.record_key = x.record_key
-        JOIN records b ON b.record_key = y.record_key
-        LEFT JOIN decisions d ON d.record_key_l = x.record_key AND d.record_key_r = y.record_key
-        WHERE x.cluster_id IN (
-            SELECT s.cluster_id FROM __suspect s JOIN clusters z USING (cluster_id)
-            GROUP BY 1 HAVING count(*) <= {_ALL_PAIRS_LIMIT})
-          AND ({cannot})
-    """).fetchall()
+    conflicts = con.sql("SELECT key_a, key_b FROM __conflicts").fetchall()
     keys = [
         k
         for (k,) in con.sql(
@@ -300,7 +293,7 @@ def _rebuild_suspect_clusters(con: duckdb.DuckDBPyConnection, policy: ClusterPol
     )
     con.unregister("__new")
     con.unregister("__refused")
-    con.execute("DROP TABLE __suspect")
+    con.execute("DROP TABLE __suspect; DROP TABLE __conflicts")
     log.info("rebuilt %d suspect clusters: %d links refused", n_suspect, len(refused))
     return n_suspect
 

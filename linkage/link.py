@@ -15,7 +15,7 @@ import duckdb
 from splink import DuckDBAPI, Linker
 
 from linkage.blocking import check_blocking_budget
-from linkage.cluster import ClusterPolicy, cluster
+from linkage.cluster import ClusterPolicy, ClusterResult, cluster
 from linkage.db import quote, sql_str
 from linkage.incremental import PAIR_KEYS, delta, detail_columns, predict_incremental
 from linkage.model import ModelArtefact, register_tf_tables
@@ -29,14 +29,9 @@ class LinkResult:
     work_db: Path
     records: int
     pairs: int
-    links: int
-    persons: int
-    largest_person: int
     seconds: float
-    grades: dict[str, int] = field(default_factory=dict)
-    deterministic_links: int = 0
-    vetoes: dict[str, int] = field(default_factory=dict)
-    rebuilt_clusters: int = 0
+    clusters: ClusterResult
+    """Persons, links by grade, vetoes (:func:`linkage.cluster.cluster`)."""
     mode: str = "full"
     """``full`` or ``incremental``."""
     changes: dict[str, int] = field(default_factory=dict)
@@ -107,14 +102,8 @@ def predict_and_cluster(
         work_db,
         records,
         pairs,
-        clustered.links,
-        clustered.persons,
-        clustered.largest_person,
         round(time.monotonic() - started, 1),
-        clustered.grades,
-        clustered.deterministic_links,
-        clustered.vetoes,
-        clustered.rebuilt_clusters,
+        clustered,
         mode="full" if previous is None else "incremental",
         changes=changes,
     )
@@ -124,11 +113,11 @@ def predict_and_cluster(
         records,
         result.mode,
         pairs,
-        result.links,
-        result.deterministic_links,
-        sum(result.vetoes.values()),
-        result.persons,
-        result.largest_person,
+        clustered.links,
+        clustered.deterministic_links,
+        sum(clustered.vetoes.values()),
+        clustered.persons,
+        clustered.largest_person,
         result.seconds,
     )
     return result

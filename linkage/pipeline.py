@@ -362,6 +362,8 @@ def record(
         gates=tuple(gates),
         override=override,
         report=str(report_path(config, run.run_id)),
+        link_grades=linked.clusters.grades if linked else {},
+        vetoes=linked.clusters.vetoes if linked else {},
         link_mode=linked.mode if linked else None,
         changes=linked.changes if linked else {},
         matching=linked.matching if linked else None,

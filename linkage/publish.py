@@ -19,7 +19,6 @@ from pathlib import Path
 
 import duckdb
 
-from linkage.cluster import GRADES
 from linkage.db import quote, sql_str
 from linkage.errors import PublishError
 from linkage.identity import assign_person_ids
@@ -180,19 +179,11 @@ def publish(
             "SELECT (SELECT count(*) FROM rel.records), (SELECT count(*) FROM rel.persons), "
             "(SELECT count(*) FROM rel.links WHERE linked)"
         ).fetchall()[0]
-        grades = dict(con.sql("SELECT grade, count(*) FROM rel.links GROUP BY 1").fetchall())
-        vetoes = dict(
-            con.sql(
-                "SELECT veto, count(*) FROM rel.links WHERE veto IS NOT NULL GROUP BY 1 ORDER BY 1"
-            ).fetchall()
-        )
         done = replace(
             run,
             records=records,
             persons=persons,
             links=links,
-            link_grades={g: grades.get(g, 0) for g in GRADES},
-            vetoes=vetoes,
             release=str(final),
         )
         _write_run_tables(con, [*history, done])
