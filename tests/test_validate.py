@@ -189,7 +189,7 @@ def test_each_rule_compiles_to_its_expectation(tmp_path: Path) -> None:
         ("expect_column_values_to_be_unique", "unique", "record_id", True),
         ("expect_column_values_to_match_regex", "pattern", "record_id", True),
         ("expect_column_value_lengths_to_be_between", "max_length", "given_name", True),
-        ("expect_column_values_to_match_strftime_format", "date_format", "date_of_birth", True),
+        ("expect_column_values_to_be_dates_in_format", "date_format", "date_of_birth", True),
         ("expect_column_values_to_be_in_set", "allowed_values", "sex", True),
         ("expect_table_row_count_to_be_between", "row_count", "_table", False),
     ]
@@ -527,7 +527,7 @@ def test_an_errored_expectation_raises_and_changes_nothing(
     with pytest.raises(ExpectationErrored) as info:
         validate_extract(extracted, contract, tmp_path / "results")
     message = str(info.value)
-    assert "expect_column_values_to_match_strftime_format on 'date_of_birth'" in message
+    assert "expect_column_values_to_be_dates_in_format on 'date_of_birth'" in message
     assert "MetricResolutionError" in message
     assert info.value.causes and "does not exist" in info.value.causes[0][3]
     assert (extracted.accepted_path.read_bytes(), extracted.quarantine_path.read_bytes()) == before
