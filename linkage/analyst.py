@@ -9,7 +9,7 @@ get pseudonyms that do not join. Persons carry only the attributes the configura
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 import logging
 import os
 import secrets
@@ -17,9 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
-from duckdb.func import PythonUDFType
-from duckdb.sqltypes import VARCHAR
 
 from linkage.config import AnalystRelease
 from linkage.db import sql_str
@@ -72,18 +69,19 @@ def load_key(settings: AnalystRelease) -> bytes:
     return key
 
 
-def _pseudonymiser(key: bytes, prefix: str) -> Callable[[pa.Array], pa.Array]:
-    """A vectorised DuckDB function: HMAC-SHA256 pseudonym of each value, keyed by ``key``."""
-
-    def fn(values: pa.Array) -> pa.Array:
-        digest = hmac.digest
-        out = [
-            None if v is None else prefix + digest(key, v.encode(), "sha256").hex()[:20]
-            for v in values.to_pylist()
-        ]
-        return pa.array(out, pa.string())
-
-    return fn
+def define_pseudonym(con: duckdb.DuckDBPyConnection, key: bytes) -> None:
+    """Define the temporary SQL macro ``pseudonym(prefix, value)``: ``prefix`` and the first 20
+    hex digits of HMAC-SHA256(key, value) (RFC 2104, computed in SQL: vectorised, and the key
+    lives only in this connection's temporary catalogue, never in a file)."""
+    block = key if len(key) <= 64 else hashlib.sha256(key).digest()
+    block = block.ljust(64, b"\0")
+    inner = bytes(b ^ 0x36 for b in block).hex()
+    outer = bytes(b ^ 0x5C for b in block).hex()
+    con.execute(
+        "CREATE OR REPLACE TEMP MACRO pseudonym(prefix, v) AS CASE WHEN v IS NOT NULL THEN "
+        f"prefix || left(sha256(unhex('{outer}') || unhex(sha256(unhex('{inner}') || "
+        "encode(v)))), 20) END"
+    )
 
 
 def write_analyst_release(
@@ -104,10 +102,7 @@ def write_analyst_release(
     partial.unlink(missing_ok=True)
     con = connection()
     try:
-        for name, prefix in (("person_pseudonym", "A"), ("record_pseudonym", "R")):
-            con.create_function(
-                name, _pseudonymiser(key, prefix), [VARCHAR], VARCHAR, type=PythonUDFType.ARROW
-            )
+        define_pseudonym(con, key)
         con.execute(f"ATTACH {sql_str(release)} AS src (READ_ONLY)")
         con.execute(f"ATTACH {sql_str(partial)} AS out")
         _build(con, settings.attributes)
@@ -132,14 +127,14 @@ def _build(con: duckdb.DuckDBPyConnection, attributes: tuple[str, ...]) -> None:
     # Each ID is hashed once, then joined in.
     con.execute("""
         CREATE TEMP TABLE pp AS
-        SELECT id, person_pseudonym(id) AS pseudonym FROM (
+        SELECT id, pseudonym('A', id) AS pseudonym FROM (
             SELECT person_id AS id FROM src.persons
             UNION SELECT person_id FROM src.lineage
             UNION SELECT related_person_id FROM src.lineage WHERE related_person_id IS NOT NULL)
     """)
     con.execute(
         "CREATE TEMP TABLE rp AS "
-        "SELECT record_key AS id, record_pseudonym(record_key) AS pseudonym FROM src.records"
+        "SELECT record_key AS id, pseudonym('R', record_key) AS pseudonym FROM src.records"
     )
     attrs = "".join(f", {ATTRIBUTES[a]} AS {a}" for a in attributes)
     con.execute(f"""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import os
 import subprocess
 import sys
@@ -10,8 +11,10 @@ from pathlib import Path
 import duckdb
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from linkage.analyst import analyst_current, create_key, write_analyst_release
+from linkage.analyst import analyst_current, create_key, define_pseudonym, write_analyst_release
 from linkage.config import AnalystRelease, load_config
 from linkage.errors import KeyFileError
 from linkage.publish import current_release
@@ -24,6 +27,17 @@ IDENTIFYING = {
     "date_of_birth", "address", "postcode", "person_id_l", "person_id_r", "record_key_l",
     "record_key_r", "related_person_id",
 }  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(key=st.binary(min_size=16, max_size=100), value=st.text(min_size=0, max_size=40))
+def test_the_sql_pseudonym_is_hmac_sha256(key: bytes, value: str) -> None:
+    """The vectorised SQL macro is RFC 2104 HMAC-SHA256 (keys longer than a block included)."""
+    con = duckdb.connect()
+    define_pseudonym(con, key)
+    got, none = con.execute("SELECT pseudonym('A', ?), pseudonym('A', NULL)", [value]).fetchone()
+    assert got == "A" + hmac.digest(key, value.encode(), "sha256").hex()[:20]
+    assert none is None
 
 
 @pytest.fixture(scope="module")
