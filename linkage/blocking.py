@@ -66,10 +66,8 @@ def check_blocking_budget(
     Raises:
         BlockingBudgetError: naming the rule, its pair count and the key value behind most of it.
     """
-    settings = json.loads(settings_path.read_text())
     counts = []
-    for r in settings["blocking_rules_to_generate_predictions"]:
-        rule = r["blocking_rule"]
+    for rule in prediction_rules(settings_path):
         pairs, top_key, top_pairs = _pairs(con, table, rule)
         if pairs > budget:
             cols = ", ".join(a for a, _ in _EQUALITY.findall(rule))
@@ -81,3 +79,52 @@ def check_blocking_budget(
             )
         counts.append(RuleCount(rule, pairs))
     return counts
+
+
+#: Rough bytes a hash-join build side holds per record and rule (keys and the columns that the
+#: rule's exclusion of earlier rules reads); only used to choose how to block (below).
+_BYTES_PER_RECORD_AND_RULE = 200
+_UNITS = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+
+
+def memory_limit_bytes(con: duckdb.DuckDBPyConnection) -> int:
+    """The connection's DuckDB memory limit in bytes (DuckDB reports it as e.g. '95.3 MiB')."""
+    (text,) = con.sql("SELECT current_setting('memory_limit')").fetchall()[0]
+    number, unit = str(text).split()
+    return int(float(number) * _UNITS[unit])
+
+
+def prediction_rules(settings_path: Path) -> list[str]:
+    """The model's blocking rules for prediction, in order (SQL over ``l`` and ``r``)."""
+    settings = json.loads(settings_path.read_text())
+    return [r["blocking_rule"] for r in settings["blocking_rules_to_generate_predictions"]]
+
+
+def needs_low_memory_blocking(con: duckdb.DuckDBPyConnection, table: str, rules: int) -> bool:
+    """Whether Splink's one-statement blocking (a UNION ALL of one hash join per rule, whose
+    hash tables are all built before any is probed) would not fit in a quarter of the memory
+    limit, so that :func:`block_pairs` should build the pairs one rule at a time instead."""
+    (rows,) = con.sql(f"SELECT count(*) FROM {table}").fetchall()[0]
+    return rows * rules * _BYTES_PER_RECORD_AND_RULE > memory_limit_bytes(con) // 4
+
+
+def block_pairs(
+    con: duckdb.DuckDBPyConnection, table: str, key: str, rules: list[str], out: str
+) -> int:
+    """Write the candidate pairs of ``rules`` on ``table`` (a dedupe) to table ``out`` as Splink
+    names them (``match_key``, ``join_key_l``, ``join_key_r``): the pairs Splink's own blocking
+    gives, in the same SQL, but one rule per statement, so that only one hash join is held at a
+    time and it can spill under the memory limit. Returns the number of pairs."""
+    con.execute(
+        f"CREATE OR REPLACE TABLE {out} (match_key VARCHAR, join_key_l VARCHAR, join_key_r VARCHAR)"
+    )
+    k = quote(key)
+    for i, rule in enumerate(rules):
+        earlier = " OR ".join(f"coalesce(({r}), false)" for r in rules[:i])
+        con.execute(
+            f"INSERT INTO {out} SELECT '{i}', l.{k}, r.{k} FROM {table} AS l "
+            f"JOIN {table} AS r ON ({rule}) WHERE l.{k} < r.{k}"
+            + (f" AND NOT ({earlier})" if earlier else "")
+        )
+    (n,) = con.sql(f"SELECT count(*) FROM {out}").fetchall()[0]
+    return int(n)

@@ -21,6 +21,7 @@ def connect(
             "memory_limit": config.duckdb.memory_limit,
             "temp_directory": str(config.duckdb.temp_directory),
             "threads": config.duckdb.threads,
+            "preserve_insertion_order": False,
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
         },

@@ -14,7 +14,12 @@ from pathlib import Path
 import duckdb
 from splink import DuckDBAPI, Linker
 
-from linkage.blocking import check_blocking_budget
+from linkage.blocking import (
+    block_pairs,
+    check_blocking_budget,
+    needs_low_memory_blocking,
+    prediction_rules,
+)
 from linkage.cluster import ClusterPolicy, ClusterResult, cluster
 from linkage.db import quote, sql_str
 from linkage.incremental import PAIR_KEYS, delta, detail_columns, predict_incremental
@@ -84,6 +89,13 @@ def predict_and_cluster(
             log_level=logging.WARNING,  # Splink's INFO chatter is not for a nightly log
         )
         register_tf_tables(con, db_api, linker, model)
+        rules = prediction_rules(model.settings_path)
+        if needs_low_memory_blocking(con, "records", len(rules)):
+            n = block_pairs(con, "records", "record_key", rules, "__blocked_pairs")
+            log.info("blocked %d candidate pairs one rule at a time (low memory)", n)
+            linker.table_management.register_blocked_pairs_for_predict(
+                db_api.register("__blocked_pairs")
+            )
         predictions = linker.inference.predict(threshold_match_probability=predict_threshold)
         details = ", ".join(quote(c) for c in detail_columns(con, predictions.physical_name))
         con.execute(
@@ -91,6 +103,7 @@ def predict_and_cluster(
             f"FROM {predictions.physical_name}"
         )
         linker.table_management.delete_tables_created_by_splink_from_db()
+        con.execute("DROP TABLE IF EXISTS __blocked_pairs")
     else:
         changes = delta(con, previous, list(identifier_columns))
         log.info("changes since the previous release: %s", changes)

@@ -24,6 +24,7 @@ import splink.comparison_level_library as cll
 import splink.comparison_library as cl
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
+from linkage.blocking import block_pairs, memory_limit_bytes
 from linkage.config import ProjectConfig
 from linkage.db import quote, sql_str
 from linkage.errors import ModelError
@@ -284,6 +285,27 @@ def _fill_rates(con: duckdb.DuckDBPyConnection, table: str, schemes: list[str]) 
     return {k: float(v or 0.0) for k, v in zip(cols, row, strict=True)}
 
 
+def match_prior(
+    con: duckdb.DuckDBPyConnection, table: str, rules: list[list[str]], recall: float
+) -> float:
+    """The probability that two random records match, estimated as Splink's
+    ``estimate_probability_two_random_records_match`` does (pairs agreeing exactly on all columns
+    of any rule, divided by the rules' recall, over all pairs), but counted one rule at a time
+    (:func:`linkage.blocking.block_pairs`) so that it spills under a low memory limit."""
+    sql = [" AND ".join(f"l.{quote(c)} = r.{quote(c)}" for c in columns) for columns in rules]
+    matches = block_pairs(con, table, "record_key", sql, "__prior_pairs")
+    con.execute("DROP TABLE __prior_pairs")
+    (n,) = con.sql(f"SELECT count(*) FROM {table}").fetchall()[0]
+    total = n * (n - 1) // 2
+    if not matches or matches > total * recall:
+        raise ModelError(
+            f"the deterministic rules {rules} find {matches:,} matching pairs among {total:,}: "
+            "no estimate of how often two records match can be made from that; check the "
+            "identifiers and names the agencies deliver"
+        )
+    return matches / recall / total
+
+
 def train_model(
     con: duckdb.DuckDBPyConnection, table: str, config: ProjectConfig, version: str | None = None
 ) -> ModelArtefact:
@@ -303,12 +325,14 @@ def train_model(
             "map at least names and a date of birth or an identifier"
         )
     settings = build_settings(fields, used_schemes)
+    deterministic = [[identifier_column(s)] for s in used_schemes]
+    if {"name", "date_of_birth"} <= set(fields):
+        deterministic.append(["given_name", "family_name", "date_of_birth"])
+    settings.probability_two_random_records_match = match_prior(
+        con, table, deterministic, recall=0.8
+    )
     db_api = DuckDBAPI(connection=con)
     linker = Linker(db_api.register(table, dataset_display_name="records"), settings)
-    deterministic: list[Any] = [block_on(identifier_column(s)) for s in used_schemes]
-    if {"name", "date_of_birth"} <= set(fields):
-        deterministic.append(block_on("given_name", "family_name", "date_of_birth"))
-    linker.training.estimate_probability_two_random_records_match(deterministic, recall=0.8)
     # A first u from a small sample is all EM needs to find m (its blocks hold mostly matches, so
     # m hardly depends on u: a second EM pass after the u below changed nothing). The model's u
     # is then estimated on the full sample with its true matches discounted.
@@ -353,6 +377,11 @@ def train_model(
     return artefact
 
 
+#: Rough bytes one record takes in the scoring of random pairs (both sides of the join, with
+#: its comparison columns); only used to split that scoring under a low memory limit.
+_BYTES_PER_SCORED_RECORD = 1000
+
+
 def _u_from_random_pairs(
     con: duckdb.DuckDBPyConnection,
     table: str,
@@ -371,30 +400,42 @@ def _u_from_random_pairs(
     """
     n = con.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0]
     # Records hashed into buckets: pairs within a bucket are a uniform sample of all pairs,
-    # about max_pairs of them.
+    # about max_pairs of them. Under a low memory limit the buckets are scored in several
+    # parts, each holding a share of the records (a pair never spans two parts).
     buckets = max(1, round(n * n / (2 * max_pairs)))
-    con.execute(
-        "CREATE OR REPLACE TEMP VIEW __u_pairs AS SELECT *, "
-        f"hash(record_key, {int(seed)}) % {buckets} AS _pair_bucket FROM {table}"
-    )
+    parts = min(buckets, max(1, -(-n * _BYTES_PER_SCORED_RECORD // (memory_limit_bytes(con) // 4))))
     scoring = copy.deepcopy(settings)
     scoring["blocking_rules_to_generate_predictions"] = ["l._pair_bucket = r._pair_bucket"]
     # gamma_ columns still come out: they ride with retain_matching_columns, left on.
     scoring["retain_intermediate_calculation_columns"] = False
     scoring["additional_columns_to_retain"] = []
-    linker = Linker(
-        DuckDBAPI(connection=con).register("__u_pairs", dataset_display_name="u_pairs"), scoring
-    )
-    pairs = linker.inference.predict().physical_name
-    for comparison in settings["comparisons"]:
-        gamma = f"gamma_{comparison['output_column_name']}"
-        weights = dict(
-            con.sql(
-                f"SELECT {gamma}, sum(1 - match_probability) FROM {pairs} "
-                f"WHERE {gamma} >= 0 GROUP BY 1"
-            ).fetchall()
+    weights: dict[str, dict[int, float]] = {
+        c["output_column_name"]: {} for c in settings["comparisons"]
+    }
+    for part in range(parts):
+        con.execute(
+            "CREATE OR REPLACE TEMP VIEW __u_pairs AS SELECT * FROM (SELECT *, "
+            f"hash(record_key, {int(seed)}) % {buckets} AS _pair_bucket FROM {table}) "
+            f"WHERE _pair_bucket % {parts} = {part}"
         )
-        total = sum(weights.values())
+        linker = Linker(
+            DuckDBAPI(connection=con).register("__u_pairs", dataset_display_name="u_pairs"),
+            scoring,
+        )
+        pairs = linker.inference.predict().physical_name
+        for name, counts in weights.items():
+            for gamma_value, w in con.sql(
+                f"SELECT gamma_{name}, sum(1 - match_probability) FROM {pairs} "
+                f"WHERE gamma_{name} >= 0 GROUP BY 1"
+            ).fetchall():
+                counts[gamma_value] = counts.get(gamma_value, 0.0) + w
+        linker.table_management.delete_tables_created_by_splink_from_db()
+        con.execute("DROP VIEW __u_pairs")
+    if parts > 1:
+        log.info("u estimated on random pairs in %d parts (low memory)", parts)
+    for comparison in settings["comparisons"]:
+        counts = weights[comparison["output_column_name"]]
+        total = sum(counts.values())
         if not total:
             continue  # no sampled pair holds this field on both sides: keep the first u
         # Splink numbers the non-null levels from the top: n - 1 down to 0 for the else level.
@@ -404,9 +445,7 @@ def _u_from_random_pairs(
                 continue  # EM never saw a match here: leave the level to Splink's defaults
             # A level no non-matching pair in the sample reached is rarer than one in `total`:
             # use that bound, not zero (which Splink would read as "never observed").
-            level["u_probability"] = max(weights.get(gamma_value, 0.0), 1.0) / total
-    linker.table_management.delete_tables_created_by_splink_from_db()
-    con.execute("DROP VIEW __u_pairs")
+            level["u_probability"] = max(counts.get(gamma_value, 0.0), 1.0) / total
     for comparison in settings["comparisons"]:
         _no_level_below_else(comparison["comparison_levels"])
     return settings

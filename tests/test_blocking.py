@@ -1,4 +1,5 @@
-"""The blocking budget: pair counts per rule are exact, and a placeholder over budget stops."""
+"""Blocking: pair counts per rule are exact, a placeholder over budget stops, and blocking one
+rule at a time (low memory) gives Splink's pairs and scores."""
 
 from __future__ import annotations
 
@@ -10,9 +11,17 @@ import duckdb
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
-from linkage.blocking import _pairs, check_blocking_budget
+import linkage.link as link
+from linkage.blocking import _pairs, block_pairs, check_blocking_budget
+from linkage.config import ProjectConfig, load_config
 from linkage.errors import BlockingBudgetError
+from linkage.link import load_records, predict_and_cluster
+from linkage.model import match_prior
+from linkage.pipeline import cluster_policy, load_model
+from tests.conftest import make_demo_project
+from tests.test_pipeline import run_steps
 
 RULES = [
     'l."family_name" = r."family_name"',
@@ -48,6 +57,86 @@ def test_pair_counts_equal_brute_force(rows: list[tuple]) -> None:
         got, _, _ = _pairs(con, "records", rule)
         expected = sum(1 for a, b in itertools.combinations(keyed, 2) if match(a, b))
         assert got == expected, rule
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(NAMES, NAMES, st.sampled_from(["2000-01-01", "1990-05-05", None])),
+                min_size=1, max_size=15))  # fmt: skip
+def test_blocking_one_rule_at_a_time_gives_each_pair_once_under_its_first_rule(
+    rows: list[tuple],
+) -> None:
+    keyed = [(f"r{i}", *r) for i, r in enumerate(rows)]
+    con = _table(keyed)
+    rules = [RULES[1], RULES[2], RULES[0]]
+    n = block_pairs(con, "records", "record_key", rules, "blocked")
+    got = con.sql("SELECT join_key_l, join_key_r, match_key FROM blocked").fetchall()
+    matches = [
+        lambda a, b: None not in (a[2], a[3]) and (a[2], a[3]) == (b[2], b[3]),
+        lambda a, b: None not in (a[1], a[2]) and (a[1], a[2]) == (b[2], b[1]),
+        lambda a, b: a[2] is not None and a[2] == b[2],
+    ]
+    expected = []
+    for a, b in itertools.combinations(keyed, 2):
+        a, b = sorted((a, b))
+        first = next((i for i, m in enumerate(matches) if m(a, b)), None)
+        if first is not None:
+            expected.append((a[0], b[0], str(first)))
+    assert sorted(got) == sorted(expected) and n == len(expected)
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory) -> tuple[ProjectConfig, Path]:
+    """A published demo project and its standardised records (from the release) as Parquet."""
+    root = tmp_path_factory.mktemp("blocking")
+    config = load_config(make_demo_project(root, persons=600, seed=21))
+    release = run_steps(config).release
+    assert release is not None
+    parquet = root / "records.parquet"
+    with duckdb.connect(release, read_only=True) as con:
+        con.execute(f"COPY (SELECT * EXCLUDE (person_id) FROM records) TO '{parquet}'")
+    return config, parquet
+
+
+def test_low_memory_blocking_scores_the_same_pairs_as_splink(
+    published: tuple[ProjectConfig, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config, parquet = published
+    model, policy = load_model(config), cluster_policy(config)
+    scored = {}
+    for low in (False, True):
+        monkeypatch.setattr(link, "needs_low_memory_blocking", lambda *_, low=low: low)
+        work = tmp_path / f"low-{low}.duckdb"
+        with duckdb.connect(str(work)) as con, caplog.at_level("INFO", "linkage.link"):
+            load_records(con, [parquet])
+            predict_and_cluster(con, model, policy, predict_threshold=0.01, work_db=work)
+            scored[low] = set(
+                con.sql(
+                    "SELECT record_key_l, record_key_r, round(match_weight, 9), grade FROM pairs"
+                ).fetchall()
+            )
+        assert ("one rule at a time" in caplog.text) == low
+    assert scored[True] == scored[False] and len(scored[True]) > 100
+
+
+def test_the_match_prior_is_splinks_estimate(published: tuple[ProjectConfig, Path]) -> None:
+    _, parquet = published
+    con = duckdb.connect()
+    load_records(con, [parquet])
+    rules = [["id_nhs_number"], ["given_name", "family_name", "date_of_birth"]]
+    linker = Linker(
+        DuckDBAPI(connection=con).register("records"),
+        SettingsCreator(
+            link_type="dedupe_only", unique_id_column_name="record_key", comparisons=[]
+        ),
+    )
+    linker.training.estimate_probability_two_random_records_match(
+        [block_on(*r) for r in rules], recall=0.8
+    )
+    splink_prior = linker._settings_obj._probability_two_random_records_match
+    assert match_prior(con, "records", rules, recall=0.8) == pytest.approx(splink_prior, rel=1e-12)
 
 
 def test_a_placeholder_over_budget_stops_with_rule_and_value(tmp_path: Path) -> None:
