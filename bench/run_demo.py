@@ -70,7 +70,7 @@ def timed_run(config: ProjectConfig, *, full: bool) -> tuple[dict[str, float], A
         times[name] = times.get(name, 0.0) + time.monotonic() - start
         return out
 
-    run = pipeline.new_run(config)
+    run = pipeline.new_run(config, full)
     intakes = []
     for agency in config.agencies:
         extracted = step("extract", pipeline.extract, config, agency.name, run)
@@ -79,7 +79,7 @@ def timed_run(config: ProjectConfig, *, full: bool) -> tuple[dict[str, float], A
     gates = pipeline.check(config, intakes)
     paths = [i.standardised for i in intakes if i.standardised is not None]
     model, trained = step("train (first run only)", pipeline.model_for_run, config, paths, run)
-    linked = step("link", pipeline.link, config, model, paths, run, full)
+    linked = step("link", pipeline.link, config, model, paths, run)
     record = pipeline.record(
         config, run, intakes, gates, status="published", model=model, trained=trained,
         linked=linked,
@@ -147,7 +147,11 @@ def main() -> None:
     print(f"comparisons/s in the full link step: {candidates / full_link:,.0f}")
     inc = runs["incremental, 1% changed"]
     speedup = totals["full run, saved model"] / totals["incremental, 1% changed"]
-    print(f"incremental: {inc[2].changes}; {speedup:.1f}x faster than the full run")
+    reused = sum(e.reused for e in inc[1].extracts)
+    print(
+        f"incremental: {inc[2].changes}; {reused:,} records reused without validating and "
+        f"standardising them again; {speedup:.1f}x faster than the full run"
+    )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {peak_mb:,.0f} MB; load after: {os.getloadavg()}")
     if args.out is None:

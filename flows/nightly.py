@@ -132,7 +132,7 @@ def nightly(
     config = load_config(Path(config_path) if config_path else None)
     logger = get_run_logger()
     with run_lock(config.paths.index_dir):
-        run = pipeline.new_run(config)
+        run = pipeline.new_run(config, full)
         logger.info("run %s for project %s", run.run_id, config.project)
         progress = Progress(config)
         intakes = intake(config, run, progress)
@@ -165,7 +165,7 @@ def nightly(
             logger.warning("no saved model: trained %s in this run", model.version)
         progress.finish("model")
         progress.start("link", "blocking check, predict, cluster")
-        linked = link(config, model, paths, run, full)
+        linked = link(config, model, paths, run)
         progress.finish("link")
         record = pipeline.record(
             config, run, intakes, gates, status="published",

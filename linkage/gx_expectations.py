@@ -44,7 +44,9 @@ class ColumnValuesAreDatesInFormat(ColumnMapMetricProvider):  # type: ignore[mis
         return column.isin(good)
 
 
-class ExpectColumnValuesToBeDatesInFormat(gxe.ExpectColumnValuesToMatchStrftimeFormat):  # type: ignore[misc]
-    """Expect each value to be a valid date in ``strftime_format`` (one parse per distinct value)."""
+class ExpectColumnValuesToBeDatesInFormat(  # type: ignore[misc]
+    gxe.ExpectColumnValuesToMatchStrftimeFormat
+):
+    """Expect each value to be a valid date in ``strftime_format`` (parsed once per value)."""
 
     map_metric = "column_values.dates_in_format"

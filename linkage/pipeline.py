@@ -29,14 +29,19 @@ from linkage.contracts import load_contract
 from linkage.db import connect, sql_str
 from linkage.errors import FileRejected, LinkageError, ModelError
 from linkage.gates import check_gates
-from linkage.incremental import matching_fingerprint
+from linkage.incremental import intake_fingerprint, known_lines, matching_fingerprint, split_known
 from linkage.link import LinkResult, load_records, predict_and_cluster
 from linkage.model import ModelArtefact, load_model, train_model
 from linkage.publish import PublishResult, current_release, publish
 from linkage.runlog import ExtractSummary, GateOutcome, RunRecord
 from linkage.sources import ExtractResult, read_extract
 from linkage.sources.common import DeliveryMissing
-from linkage.standardise import StandardiseResult, canonical_schema, standardise_extract
+from linkage.standardise import (
+    StandardiseResult,
+    canonical_schema,
+    count_flags,
+    standardise_extract,
+)
 from linkage.validate import ValidationResult, validate_extract
 from schemas.canonical import CANONICAL_FIELDS, identifier_column
 
@@ -61,9 +66,12 @@ class RunContext:
     run_id: str
     started_at: datetime
     run_dir: Path
+    full: bool = False
+    """Validate, standardise and score every record, even those unchanged since the current
+    release (otherwise they are reused: :mod:`linkage.incremental`)."""
 
 
-def new_run(config: ProjectConfig) -> RunContext:
+def new_run(config: ProjectConfig, full: bool = False) -> RunContext:
     """Create the run's private working folder (0700: it holds person records)."""
     started = datetime.now(UTC)
     # Sorts in start order (to the microsecond): the run log and the release history rely on it.
@@ -71,7 +79,7 @@ def new_run(config: ProjectConfig) -> RunContext:
     run_dir = config.paths.work_dir / run_id
     run_dir.mkdir(parents=True, mode=0o700)
     os.chmod(config.paths.work_dir, 0o700)
-    return RunContext(run_id, started, run_dir)
+    return RunContext(run_id, started, run_dir, full)
 
 
 # --- intake: extract, validate, standardise -------------------------------------------------------
@@ -107,27 +115,86 @@ def extract(config: ProjectConfig, agency: str, run: RunContext) -> ExtractResul
         return f"missing_delivery: {e}"
 
 
+def current_run(config: ProjectConfig) -> tuple[Path | None, RunRecord | None]:
+    """The current release and the run that published it (None, None before the first)."""
+    release = current_release(config.paths.index_dir)
+    if release is None:
+        return None, None
+    runs = runlog.history(config.paths.index_dir)
+    return release, next(
+        (r for r in reversed(runs) if r.status == "published" and r.release == str(release)), None
+    )
+
+
+def reusable_release(config: ProjectConfig, agency: str, run: RunContext) -> Path | None:
+    """The current release, when its records of ``agency`` may be reused for rows delivered
+    unchanged: it was built with the same intake fingerprint, and the run is not a full one."""
+    if run.full or not config.model.incremental:
+        return None
+    release, last = current_run(config)
+    books = next((e for e in last.extracts if e.agency == agency), None) if last else None
+    if books is None or books.rejected or books.intake is None:
+        return None
+    same = books.intake == intake_fingerprint(config.agency(agency), config.identifiers)
+    return release if same else None
+
+
 def validate(config: ProjectConfig, extracted: ExtractResult, run: RunContext) -> ValidationResult:
-    """Check the accepted rows against the contract's row rules; quarantine the failures."""
+    """Check the accepted rows against the contract's row rules; quarantine the failures.
+
+    Rows delivered exactly as the current release holds them are checked only by the rules
+    that depend on other rows or on the whole extract (:func:`reusable_release`)."""
     spec = config.agency(extracted.agency)
+    contract = load_contract(spec.contract)
     out = run.run_dir / "validation"
     out.mkdir(exist_ok=True, mode=0o700)
-    return validate_extract(extracted, load_contract(spec.contract), out)
+    known = None
+    if (release := reusable_release(config, extracted.agency, run)) is not None:
+        con = connect(":memory:", config)
+        try:
+            known = known_lines(
+                con, extracted.accepted_path, contract.column_names, release, extracted.agency
+            )
+        finally:
+            con.close()
+    return validate_extract(extracted, contract, out, known)
 
 
 def standardise(
     config: ProjectConfig, extracted: ExtractResult, validated: ValidationResult, run: RunContext
 ) -> Intake:
-    """Map the valid rows to the canonical record and close the agency's books."""
+    """Map the valid rows to the canonical record and close the agency's books.
+
+    A row delivered exactly as the current release holds it keeps the release's record
+    (:func:`reusable_release`); the others are standardised."""
     agency = extracted.agency
+    spec = config.agency(agency)
     out = run.run_dir / "standardised"
     out.mkdir(exist_ok=True, mode=0o700)
-    std = standardise_extract(
-        validated.accepted_path,
-        config.agency(agency),
-        config.identifiers,
-        out / f"{agency}.parquet",
-    )
+    final = out / f"{agency}.parquet"
+    fresh, known = out / f"{agency}.fresh.parquet", out / f"{agency}.known.parquet"
+    con = connect(":memory:", config)
+    try:
+        columns = load_contract(spec.contract).column_names
+        release = reusable_release(config, agency, run)
+        _, reused = split_known(
+            con, validated.accepted_path, columns, release, agency, fresh, known
+        )
+        new = standardise_extract(fresh, spec, config.identifiers, out / f"{agency}.new.parquet")
+        if reused:
+            con.execute(
+                f"COPY (SELECT * FROM read_parquet([{sql_str(new.path)}, {sql_str(known)}], "
+                f"union_by_name = true)) TO {sql_str(final)} (FORMAT parquet)"
+            )
+        else:
+            os.replace(new.path, final)
+    finally:
+        con.close()
+    for p in (fresh, known, new.path):
+        p.unlink(missing_ok=True)
+    std = StandardiseResult(final, *count_flags(final))
+    if reused:
+        log.info("%s: %d rows delivered as before, their records reused", agency, reused)
     summary = ExtractSummary(
         agency=agency,
         source=extracted.source,
@@ -143,6 +210,8 @@ def standardise(
         completeness=completeness(std),
         # The quarantine share has its own gate (linkage.gates), so it is not repeated here.
         contract_problems=[p for p in validated.problems if "quarantineThreshold" not in p],
+        reused=reused,
+        intake=intake_fingerprint(spec, config.identifiers),
     )
     return Intake(summary, std.path, validated.gx_result_path)
 
@@ -295,26 +364,20 @@ def link(
     model: ModelArtefact,
     standardised: list[Path],
     run: RunContext,
-    full: bool = False,
 ) -> LinkResult:
     """Predict and cluster into the run's work database: incrementally against the current
-    release when it was linked with the same model and rules (and ``full`` is not asked for)."""
+    release when it was linked with the same model and rules (and the run is not a full one)."""
     policy = cluster_policy(config)
     fingerprint = matching_fingerprint(model, policy, config.model.predict_threshold)
-    previous = current_release(config.paths.index_dir)
-    last = next(
-        (
-            r
-            for r in reversed(runlog.history(config.paths.index_dir))
-            if r.status == "published" and previous and r.release == str(previous)
-        ),
-        None,
-    )
+    previous, last = current_run(config)
     incremental = (
-        config.model.incremental and not full and last is not None and last.matching == fingerprint
+        config.model.incremental
+        and not run.full
+        and last is not None
+        and last.matching == fingerprint
     )
     if previous is not None and not incremental:
-        why = "asked for" if full else "the model or the matching rules changed"
+        why = "asked for" if run.full else "the model or the matching rules changed"
         log.info("full run (%s)", why if config.model.incremental else "model.incremental is off")
     work_db = run.run_dir / "work.duckdb"
     con = connect(work_db, config)

@@ -279,8 +279,8 @@ def _write_run_tables(con: duckdb.DuckDBPyConnection, runs: list[RunRecord]) -> 
         CREATE TABLE rel.extracts (
             run_id VARCHAR, agency VARCHAR, source VARCHAR, sha256 VARCHAR, delivered BIGINT,
             accepted BIGINT, quarantined BIGINT, blank_lines BIGINT, duplicates BIGINT,
-            standardised BIGINT, rejected VARCHAR, quality_flags JSON, quarantine_reasons JSON,
-            completeness JSON, PRIMARY KEY (run_id, agency)
+            standardised BIGINT, rejected VARCHAR, reused BIGINT, quality_flags JSON,
+            quarantine_reasons JSON, completeness JSON, PRIMARY KEY (run_id, agency)
         )""")
     for r in runs:
         gates = json.dumps([g.__dict__ for g in r.gates])
@@ -307,7 +307,7 @@ def _write_run_tables(con: duckdb.DuckDBPyConnection, runs: list[RunRecord]) -> 
         )
         for e in r.extracts:
             con.execute(
-                "INSERT INTO rel.extracts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO rel.extracts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     r.run_id,
                     e.agency,
@@ -320,6 +320,7 @@ def _write_run_tables(con: duckdb.DuckDBPyConnection, runs: list[RunRecord]) -> 
                     e.duplicates,
                     e.standardised,
                     e.rejected,
+                    e.reused,
                     json.dumps(e.flags, sort_keys=True),
                     json.dumps(e.quarantine_reasons, sort_keys=True),
                     json.dumps(e.completeness, sort_keys=True),

@@ -42,6 +42,11 @@ class ExtractSummary:
     """Canonical field -> share of accepted records holding a value."""
     contract_problems: list[str] = field(default_factory=list)
     """Whole-extract contract rules that failed (row count, share of missing values)."""
+    reused: int = 0
+    """Of the standardised records, those delivered exactly as the previous release holds them,
+    whose record was reused (an incremental intake, :mod:`linkage.incremental`)."""
+    intake: str | None = None
+    """Fingerprint of what decided validation and standardisation (contract, mapping, code)."""
 
     @property
     def balanced(self) -> bool:

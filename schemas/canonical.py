@@ -109,6 +109,12 @@ CANONICAL_FIELDS: tuple[Field, ...] = (
 IDENTIFIER_PREFIX = "id_"
 
 
+#: Beside the canonical fields in standardised files and ``records``: an MD5 digest of the row as
+#: delivered (its contract columns' values), which lets the next run reuse an unchanged row's
+#: record (:mod:`linkage.incremental`).
+SOURCE_HASH = "source_hash"
+
+
 def identifier_column(scheme: str) -> str:
     """Name of the canonical column that holds identifier ``scheme``."""
     return f"{IDENTIFIER_PREFIX}{scheme}"

@@ -30,7 +30,7 @@ from tests.conftest import make_demo_project
 
 def run_steps(config: ProjectConfig, override: str | None = None, full: bool = False) -> RunRecord:
     """The nightly flow's steps in order, as plain calls (flows/nightly.py is the real thing)."""
-    run = pipeline.new_run(config)
+    run = pipeline.new_run(config, full)
     intakes = []
     for agency in config.agencies:
         extracted = pipeline.extract(config, agency.name, run)
@@ -49,7 +49,7 @@ def run_steps(config: ProjectConfig, override: str | None = None, full: bool = F
         ]
     paths = [i.standardised for i in intakes if i.standardised is not None]
     model, trained = pipeline.model_for_run(config, paths, run)
-    linked = pipeline.link(config, model, paths, run, full)
+    linked = pipeline.link(config, model, paths, run)
     record = pipeline.record(
         config, run, intakes, gates, status="published",
         override=override if failed else None, model=model, trained=trained, linked=linked,

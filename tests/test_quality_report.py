@@ -784,9 +784,11 @@ def test_a_run_record_holds_counts_and_codes_never_a_persons_values():
     assert set(hints[ExtractSummary]) == {
         "agency", "source", "sha256", "delivered", "accepted", "quarantined", "blank_lines",
         "duplicates", "standardised", "flags", "quarantine_reasons", "rejected", "completeness",
-        "contract_problems",
+        "contract_problems", "reused", "intake",
     }  # fmt: skip
     assert hints[ExtractSummary]["contract_problems"] == "list[str]"  # rule codes, no values
+    assert hints[ExtractSummary]["reused"] == "<class 'int'>"
+    assert hints[ExtractSummary]["intake"] == "str | None"  # a fingerprint of configuration
     assert hints[ExtractSummary]["flags"] == "dict[str, int]"
     assert hints[ExtractSummary]["quarantine_reasons"] == "dict[str, int]"
     assert hints[ExtractSummary]["completeness"] == "dict[str, float]"

@@ -18,6 +18,7 @@ from linkage.standardise.canonical import (
     FIELD_FLAGS,
     StandardiseResult,
     canonical_schema,
+    count_flags,
     standardise_extract,
     to_canonical,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "StandardiseResult",
     "blank_to_null",
     "canonical_schema",
+    "count_flags",
     "check_identifier",
     "check_name_from_full",
     "check_names_from_parts",

@@ -24,7 +24,7 @@ from linkage.standardise.identifiers import check_identifier
 from linkage.standardise.names import NAME_FLAG_FIELDS, check_name_from_full, check_names_from_parts
 from linkage.standardise.postcodes import check_postcode
 from linkage.standardise.text import clean_source
-from schemas.canonical import CANONICAL_FIELDS, identifier_column
+from schemas.canonical import CANONICAL_FIELDS, SOURCE_HASH, identifier_column
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,8 @@ def to_canonical(
         today: the date after which a date of birth is in the future (default: today).
 
     Returns:
-        A lazy frame with exactly :func:`canonical_schema` (names, order and types).
+        A lazy frame with exactly :func:`canonical_schema` (names, order and types), and the
+        raw extract's ``source_hash`` after them when it has one.
 
     Raises:
         SourceError: the extract lacks a column the mapping reads.
@@ -218,6 +219,9 @@ def to_canonical(
     schema = canonical_schema(identifiers)
     exprs = [columns[f.name].cast(schema[f.name]).alias(f.name) for f in CANONICAL_FIELDS]
     exprs += [e.cast(pl.String) for e in id_columns]
+    if SOURCE_HASH in available:  # carried through (linkage.incremental)
+        structs[SOURCE_HASH] = pl.col(SOURCE_HASH)
+        exprs.append(pl.col(SOURCE_HASH))
     return raw.select(**structs).select(exprs)
 
 
@@ -248,7 +252,20 @@ def standardise_extract(
     finally:
         tmp.unlink(missing_ok=True)
 
-    written = pl.scan_parquet(out_path)
+    rows, flags = count_flags(out_path)
+    logger.info(
+        "standardised %s: %d rows, %d flag(s) set -> %s",
+        agency.name,
+        rows,
+        sum(flags.values()),
+        out_path,
+    )
+    return StandardiseResult(path=out_path, rows=rows, flags=flags)
+
+
+def count_flags(path: Path) -> tuple[int, dict[str, int]]:
+    """A standardised file's rows, and per quality flag the records carrying it."""
+    written = pl.scan_parquet(path)
     rows = int(written.select(pl.len()).collect().item())
     counts = (
         written.select(pl.col("quality_flags").explode().alias("flag"))
@@ -258,12 +275,4 @@ def standardise_extract(
         .sort("flag")
         .collect()
     )
-    flags = {str(f): int(n) for f, n in counts.iter_rows()}
-    logger.info(
-        "standardised %s: %d rows, %d flag(s) set -> %s",
-        agency.name,
-        rows,
-        sum(flags.values()),
-        out_path,
-    )
-    return StandardiseResult(path=out_path, rows=rows, flags=flags)
+    return rows, {str(f): int(n) for f, n in counts.iter_rows()}
