@@ -59,8 +59,7 @@ def check_gates(
 
 def _quarantine_rate(e: ExtractSummary, threshold: float | None) -> GateOutcome:
     limit = DEFAULT_QUARANTINE_THRESHOLD if threshold is None else threshold
-    rows = e.delivered - e.blank_lines - e.duplicates
-    rate = e.quarantined / rows if rows else 0.0
+    rate = e.quarantine_share
     return GateOutcome(
         "quarantine_rate",
         e.agency,

@@ -209,7 +209,7 @@ def standardise(
         quarantine_reasons=_reasons(extracted, validated),
         completeness=completeness(std),
         # The quarantine share has its own gate (linkage.gates), so it is not repeated here.
-        contract_problems=[p for p in validated.problems if "quarantineThreshold" not in p],
+        contract_problems=list(validated.rule_problems),
         reused=reused,
         intake=intake_fingerprint(spec, config.identifiers),
     )

@@ -19,6 +19,13 @@ RunStatus = Literal["published", "unchanged", "blocked", "failed"]
 delivery): nothing was linked or published and the current release stays."""
 
 
+def quarantine_share(quarantined: int, delivered: int, blank_lines: int, duplicates: int) -> float:
+    """Rows quarantined (by reading and validation) as a share of the distinct records delivered
+    (not blank lines or exact duplicates): what the contract's ``quarantineThreshold`` limits."""
+    records = delivered - blank_lines - duplicates
+    return quarantined / records if records else 0.0
+
+
 @dataclass(frozen=True)
 class ExtractSummary:
     """One agency's books for one run. Counts only: never a person's values."""
@@ -47,6 +54,10 @@ class ExtractSummary:
     whose record was reused (an incremental intake, :mod:`linkage.incremental`)."""
     intake: str | None = None
     """Fingerprint of what decided validation and standardisation (contract, mapping, code)."""
+
+    @property
+    def quarantine_share(self) -> float:
+        return quarantine_share(self.quarantined, self.delivered, self.blank_lines, self.duplicates)
 
     @property
     def balanced(self) -> bool:

@@ -85,6 +85,7 @@ from linkage.contracts import (
 )
 from linkage.errors import ContractError, LinkageError
 from linkage.reports.datadocs import sanitise_result
+from linkage.runlog import quarantine_share
 from linkage.sources.common import (
     ACCEPTED_MODE,
     LINE,
@@ -164,6 +165,9 @@ class ValidationResult:
     quarantine_rate: float = 0.0
     quarantine_threshold: float | None = None
     problems: tuple[str, ...] = field(default_factory=tuple)
+    rule_problems: tuple[str, ...] = field(default_factory=tuple)
+    """The whole-extract rules that failed (``problems`` without the quarantined share, which
+    the publishing gates judge themselves: :mod:`linkage.gates`)."""
 
     def __post_init__(self) -> None:
         if self.checked != self.accepted + self.quarantined:
@@ -655,15 +659,20 @@ def validate_extract(
 
     checked = table.num_rows
     quarantined = len(failing)
-    # The same share as the publishing gate (linkage.gates): of the distinct records delivered.
-    records = extracted.delivered - extracted.blank_lines - extracted.duplicates
-    rate = (extracted.quarantined + quarantined) / records if records else 0.0
+    # The same share as the publishing gate (linkage.gates).
+    rate = quarantine_share(
+        extracted.quarantined + quarantined,
+        extracted.delivered,
+        extracted.blank_lines,
+        extracted.duplicates,
+    )
     threshold = contract.quarantine_threshold
-    problems = [
+    rule_problems = [
         f"{o.meta['rule']}:{o.meta['field']} does not hold"
         for o in outcomes
         if not o.meta.get("row_rule") and not o.summary["success"]
     ]
+    problems = list(rule_problems)
     if threshold is not None and rate > threshold:
         problems.append(
             f"{rate:.4%} of delivered records were quarantined, above the contract's "
@@ -737,6 +746,7 @@ def validate_extract(
         quarantine_rate=rate,
         quarantine_threshold=threshold,
         problems=tuple(problems),
+        rule_problems=tuple(rule_problems),
     )
     logger.info(
         "validated %s against %s v%s: checked=%d accepted=%d quarantined=%d expectations=%d "
