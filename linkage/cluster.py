@@ -47,15 +47,10 @@ log = logging.getLogger(__name__)
 
 #: Grades of a scored pair, strongest first.
 GRADES = ("certain", "probable", "possible")
+#: The vetoes decided per cluster (stage 3), not per pair.
+CLUSTER_VETOES = ("cluster_conflict", "cluster_size", "weak_bridge")
 #: Reasons a pair is not linked although it scored at or above the cluster threshold.
-VETOES = (
-    "identifier_conflict",
-    "date_of_birth_conflict",
-    "given_name_conflict",
-    "cluster_conflict",
-    "cluster_size",
-    "weak_bridge",
-)
+VETOES = ("identifier_conflict", "date_of_birth_conflict", "given_name_conflict", *CLUSTER_VETOES)
 #: Components above this size are checked for conflicts only on the pairs scored.
 _ALL_PAIRS_LIMIT = 1000
 
@@ -149,11 +144,19 @@ def cannot_link_sql(a: str, b: str, policy: ClusterPolicy, probability: str) -> 
     return " OR ".join(c[k] for k in VETOES[:3])
 
 
-def cluster(con: duckdb.DuckDBPyConnection, policy: ClusterPolicy) -> ClusterResult:
+def cluster(
+    con: duckdb.DuckDBPyConnection, policy: ClusterPolicy, incremental: bool = False
+) -> ClusterResult:
     """Decide, cluster and grade the pairs of table ``pairs`` over table ``records``.
 
     Adds ``linked``, ``grade`` and ``veto`` to ``pairs``; writes ``clusters(record_key,
     cluster_id)`` with every record (a record in no link is its own cluster).
+
+    ``incremental`` (tables from :func:`linkage.incremental.predict_incremental`): only the
+    affected records are clustered: the seeds and everything joined to them by a pair linked in
+    stage 1 (so whole components). Every other component holds the same records and pairs as in
+    the previous release, so it keeps its previous persons (as cluster ids) and the refusals its
+    rebuild made: the result is the one clustering everything gives.
     """
     c = conflict_sql("a", "b", policy, "p.match_probability")
     con.execute(f"""
@@ -173,13 +176,17 @@ def cluster(con: duckdb.DuckDBPyConnection, policy: ClusterPolicy) -> ClusterRes
         "veto = CASE WHEN match_probability >= ? OR shared_id THEN veto END",
         [policy.cluster_threshold, policy.cluster_threshold],
     )
+    nodes = "records"
+    if incremental:
+        nodes = _affected_records(con)
     con.execute(
         "CREATE OR REPLACE TEMP VIEW __linked AS "
         "SELECT record_key_l, record_key_r FROM decisions WHERE linked"
+        + (f" AND record_key_l IN (SELECT record_key FROM {nodes})" if incremental else "")
     )
     db_api = DuckDBAPI(connection=con)
     components = cluster_pairwise_predictions_at_threshold(
-        "records", "__linked", db_api, node_id_column_name="record_key"
+        nodes, "__linked", db_api, node_id_column_name="record_key"
     )
     con.execute(
         "CREATE OR REPLACE TABLE clusters AS "
@@ -187,6 +194,12 @@ def cluster(con: duckdb.DuckDBPyConnection, policy: ClusterPolicy) -> ClusterRes
     )
     components.drop_table_from_database_and_remove_from_cache()
     rebuilt = _rebuild_suspect_clusters(con, policy)
+    if incremental:
+        con.execute(
+            "INSERT INTO clusters SELECT record_key, person_id FROM __previous_persons "
+            f"ANTI JOIN {nodes} USING (record_key)"
+        )
+        con.execute(f"DROP TABLE {nodes}; DROP TABLE __previous_persons")
 
     con.execute(
         "CREATE OR REPLACE TABLE pairs AS "
@@ -215,6 +228,36 @@ def cluster(con: duckdb.DuckDBPyConnection, policy: ClusterPolicy) -> ClusterRes
         vetoes={v: vetoes[v] for v in VETOES if v in vetoes},
         rebuilt_clusters=rebuilt,
     )
+
+
+def _affected_records(con: duckdb.DuckDBPyConnection) -> str:
+    """Table of the records to cluster again: ``__seeds`` closed over the pairs linked in stage
+    1; the other pairs take back the refusals their clusters' rebuild made last time."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE __affected AS "
+        "SELECT record_key FROM __seeds SEMI JOIN records USING (record_key)"
+    )
+    while True:
+        (added,) = con.execute("""
+            INSERT INTO __affected
+            SELECT DISTINCT k FROM (
+                SELECT record_key_r AS k FROM decisions
+                WHERE linked AND record_key_l IN (SELECT record_key FROM __affected)
+                UNION ALL SELECT record_key_l FROM decisions
+                WHERE linked AND record_key_r IN (SELECT record_key FROM __affected))
+            WHERE k NOT IN (SELECT record_key FROM __affected)
+        """).fetchall()[0]
+        if not added:
+            break
+    con.execute("""
+        UPDATE decisions SET linked = false, veto = r.veto FROM __previous_refusals r
+        WHERE decisions.record_key_l = r.record_key_l AND decisions.record_key_r = r.record_key_r
+          AND decisions.record_key_l NOT IN (SELECT record_key FROM __affected)
+    """)
+    (n,) = con.sql("SELECT count(*) FROM __affected").fetchall()[0]
+    log.info("re-clustering %d affected records; the other persons are unchanged", n)
+    con.execute("DROP TABLE __seeds; DROP TABLE __previous_refusals")
+    return "__affected"
 
 
 def _rebuild_suspect_clusters(con: duckdb.DuckDBPyConnection, policy: ClusterPolicy) -> int:

@@ -6,8 +6,10 @@ its canonical content; against the previous release every record is new, changed
 ``links`` (same model, same term frequencies, same thresholds: the same scores a full run would
 compute, because a blocking rule and a score depend on the two records only); new and changed
 records are scored against the unchanged ones (Splink ``predict_between``) and among themselves
-(``predict_within``). Clustering then runs over the whole pair table as in a full run, so an
-incremental run and a full run over the same data give the same persons.
+(``predict_within``). Only the affected persons are then clustered again (those holding a
+changed or deleted record or a new pair, with every component linked to them); the others keep
+their previous clusters, which are what clustering the same pairs again would give, so an
+incremental run and a full run over the same data give the same persons (tested).
 
 A full run is used instead when there is no previous release, when the matching fingerprint
 (the model file, its term frequencies and the settings that decide links) differs from the
@@ -26,7 +28,7 @@ from pathlib import Path
 import duckdb
 from splink import DuckDBAPI, Linker
 
-from linkage.cluster import ClusterPolicy
+from linkage.cluster import CLUSTER_VETOES, ClusterPolicy
 from linkage.config import Agency, IdentifierScheme
 from linkage.db import quote, sql_str
 from linkage.model import ModelArtefact, register_tf_tables
@@ -112,7 +114,13 @@ def predict_incremental(
     predict_threshold: float,
 ) -> None:
     """Write table ``pairs``: the previous release's pairs of unchanged records, and the changed
-    records scored against the unchanged ones and among themselves (needs :func:`delta` first)."""
+    records scored against the unchanged ones and among themselves (needs :func:`delta` first).
+
+    Also writes what :func:`linkage.cluster.cluster` needs to re-cluster only the affected
+    persons: ``__seeds`` (changed records, records of new pairs, and the unchanged records of
+    every previous person that lost or changed a record), ``__previous_persons`` (each unchanged
+    record's previous person) and ``__previous_refusals`` (pairs of unchanged records refused
+    when their cluster was rebuilt)."""
     db_api = DuckDBAPI(connection=con)
     linker = Linker(
         db_api.register("records", dataset_display_name="records"),
@@ -139,17 +147,38 @@ def predict_incremental(
         f"{cols} FROM {t.physical_name}"
         for t in (between, within)
     )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE __scored AS {scored}")
+    both_unchanged = (
+        "record_key_l IN (SELECT record_key FROM __unchanged) "
+        "AND record_key_r IN (SELECT record_key FROM __unchanged)"
+    )
     con.execute(f"ATTACH {sql_str(previous)} AS prev (READ_ONLY)")
     try:
         con.execute(f"""
             CREATE OR REPLACE TABLE pairs AS
-            SELECT {", ".join(PAIR_KEYS)}, {cols} FROM prev.links
-            WHERE record_key_l IN (SELECT record_key FROM __unchanged)
-              AND record_key_r IN (SELECT record_key FROM __unchanged)
-            UNION ALL {scored}
+            SELECT {", ".join(PAIR_KEYS)}, {cols} FROM prev.links WHERE {both_unchanged}
+            UNION ALL SELECT * FROM __scored
+        """)
+        # What clustering needs to re-cluster only the affected persons (linkage.cluster).
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE __previous_persons AS SELECT record_key, person_id "
+            "FROM prev.records SEMI JOIN __unchanged USING (record_key)"
+        )
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE __previous_refusals AS
+            SELECT record_key_l, record_key_r, veto FROM prev.links
+            WHERE veto IN {CLUSTER_VETOES} AND {both_unchanged}
+        """)
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE __seeds AS
+            SELECT record_key FROM __changed
+            UNION SELECT record_key_l FROM __scored UNION SELECT record_key_r FROM __scored
+            UNION SELECT record_key FROM __previous_persons WHERE person_id IN (
+                SELECT person_id FROM prev.records ANTI JOIN __unchanged USING (record_key))
         """)
     finally:
         con.execute("DETACH prev")
+    con.execute("DROP TABLE __scored")
     linker.table_management.delete_tables_created_by_splink_from_db()
     con.execute("DROP TABLE __delta_records; DROP TABLE __kept_records")
 

@@ -108,7 +108,7 @@ def predict_and_cluster(
         changes = delta(con, previous, list(identifier_columns))
         log.info("changes since the previous release: %s", changes)
         predict_incremental(con, model, previous, predict_threshold)
-    clustered = cluster(con, policy)
+    clustered = cluster(con, policy, incremental=previous is not None)
     (records,) = con.sql("SELECT count(*) FROM records").fetchall()[0]
     (pairs,) = con.sql("SELECT count(*) FROM pairs").fetchall()[0]
     result = LinkResult(

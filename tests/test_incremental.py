@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -67,10 +68,30 @@ def twins(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunRecord, RunRecor
     tomorrow.append(clash)
     for f in nhs:
         _write(f, header, tomorrow)
-    incremental = run_steps(load_config(paths[0]))
+    seen, logger = _Messages(), logging.getLogger("linkage.cluster")
+    level = logger.level
+    logger.addHandler(seen)
+    logger.setLevel(logging.INFO)
+    try:
+        incremental = run_steps(load_config(paths[0]))
+    finally:
+        logger.removeHandler(seen)
+        logger.setLevel(level)
     full = run_steps(load_config(paths[1]), full=True)
     assert first.link_mode == "full"
+    # only the persons the changes touch were clustered again
+    (affected,) = [int(m.split()[1]) for m in seen.messages if m.startswith("re-clustering")]
+    assert 0 < affected < 0.2 * incremental.records  # type: ignore[operator]
     return incremental, full, len(held_back)
+
+
+class _Messages(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 def test_an_incremental_run_scores_only_what_changed(
