@@ -248,10 +248,10 @@ def known_lines(
 def split_known(
     con: duckdb.DuckDBPyConnection, accepted: Path, columns: Sequence[str],
     release: Path | None, agency: str, fresh: Path, known: Path,
-) -> tuple[int, int]:  # fmt: skip
+) -> int:  # fmt: skip
     """Split an agency's accepted rows: those ``release`` holds as delivered go to ``known`` as
     the release's standardised records (with their digest); the others to ``fresh`` (the rows,
-    with their digest), to be standardised. Returns (fresh rows, known records)."""
+    with their digest), to be standardised. Returns the number of known records."""
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE __rows AS SELECT *, {source_hash_sql(columns)} AS "
         f"{SOURCE_HASH} FROM read_parquet({sql_str(accepted)})"
@@ -259,8 +259,7 @@ def split_known(
     if release is None:
         con.execute(f"COPY __rows TO {sql_str(fresh)} (FORMAT parquet)")
         con.execute("DROP TABLE __rows")
-        (n,) = con.sql(f"SELECT count(*) FROM read_parquet({sql_str(fresh)})").fetchall()[0]
-        return n, 0
+        return 0
     con.execute(f"ATTACH {sql_str(release)} AS prev (READ_ONLY)")
     try:
         con.execute(
@@ -276,8 +275,5 @@ def split_known(
         f"({SOURCE_HASH})) TO {sql_str(fresh)} (FORMAT parquet)"
     )
     con.execute("DROP TABLE __rows")
-    counts = [
-        con.sql(f"SELECT count(*) FROM read_parquet({sql_str(p)})").fetchall()[0][0]
-        for p in (fresh, known)
-    ]
-    return counts[0], counts[1]
+    (n,) = con.sql(f"SELECT count(*) FROM read_parquet({sql_str(known)})").fetchall()[0]
+    return int(n)

@@ -177,9 +177,7 @@ def standardise(
     try:
         columns = load_contract(spec.contract).column_names
         release = reusable_release(config, agency, run)
-        _, reused = split_known(
-            con, validated.accepted_path, columns, release, agency, fresh, known
-        )
+        reused = split_known(con, validated.accepted_path, columns, release, agency, fresh, known)
         new = standardise_extract(fresh, spec, config.identifiers, out / f"{agency}.new.parquet")
         if reused:
             con.execute(
