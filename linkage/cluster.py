@@ -70,6 +70,20 @@ class ClusterPolicy:
 
 
 @dataclass(frozen=True)
+class PreviousClusters:
+    """Tables (temporary, from :func:`linkage.incremental.predict_incremental`) that let
+    :func:`cluster` re-cluster only the affected records; it drops them when done."""
+
+    seeds: str
+    """``record_key`` of each record known to be affected."""
+    persons: str
+    """``record_key, person_id``: each unchanged record's person in the previous release."""
+    refusals: str
+    """``record_key_l, record_key_r, veto``: pairs of unchanged records that a cluster rebuild
+    refused in the previous release."""
+
+
+@dataclass(frozen=True)
 class ClusterResult:
     persons: int
     largest_person: int
@@ -145,18 +159,18 @@ def cannot_link_sql(a: str, b: str, policy: ClusterPolicy, probability: str) -> 
 
 
 def cluster(
-    con: duckdb.DuckDBPyConnection, policy: ClusterPolicy, incremental: bool = False
+    con: duckdb.DuckDBPyConnection, policy: ClusterPolicy, previous: PreviousClusters | None = None
 ) -> ClusterResult:
     """Decide, cluster and grade the pairs of table ``pairs`` over table ``records``.
 
     Adds ``linked``, ``grade`` and ``veto`` to ``pairs``; writes ``clusters(record_key,
     cluster_id)`` with every record (a record in no link is its own cluster).
 
-    ``incremental`` (tables from :func:`linkage.incremental.predict_incremental`): only the
-    affected records are clustered: the seeds and everything joined to them by a pair linked in
-    stage 1 (so whole components). Every other component holds the same records and pairs as in
-    the previous release, so it keeps its previous persons (as cluster ids) and the refusals its
-    rebuild made: the result is the one clustering everything gives.
+    With ``previous`` (an incremental run), only the affected records are clustered: the seeds
+    and everything joined to them by a pair linked in stage 1 (so whole components). Every other
+    component holds the same records and pairs as in the previous release, so it keeps its
+    previous persons (as cluster ids) and the refusals its rebuild made: the result is the one
+    clustering everything gives.
     """
     c = conflict_sql("a", "b", policy, "p.match_probability")
     con.execute(f"""
@@ -176,13 +190,11 @@ def cluster(
         "veto = CASE WHEN match_probability >= ? OR shared_id THEN veto END",
         [policy.cluster_threshold, policy.cluster_threshold],
     )
-    nodes = "records"
-    if incremental:
-        nodes = _affected_records(con)
+    nodes = "records" if previous is None else _affected_records(con, previous)
     con.execute(
         "CREATE OR REPLACE TEMP VIEW __linked AS "
         "SELECT record_key_l, record_key_r FROM decisions WHERE linked"
-        + (f" AND record_key_l IN (SELECT record_key FROM {nodes})" if incremental else "")
+        + (f" AND record_key_l IN (SELECT record_key FROM {nodes})" if previous else "")
     )
     db_api = DuckDBAPI(connection=con)
     components = cluster_pairwise_predictions_at_threshold(
@@ -194,12 +206,12 @@ def cluster(
     )
     components.drop_table_from_database_and_remove_from_cache()
     rebuilt = _rebuild_suspect_clusters(con, policy)
-    if incremental:
+    if previous is not None:
         con.execute(
-            "INSERT INTO clusters SELECT record_key, person_id FROM __previous_persons "
+            f"INSERT INTO clusters SELECT record_key, person_id FROM {previous.persons} "
             f"ANTI JOIN {nodes} USING (record_key)"
         )
-        con.execute(f"DROP TABLE {nodes}; DROP TABLE __previous_persons")
+        con.execute(f"DROP TABLE {nodes}; DROP TABLE {previous.persons}")
 
     con.execute(
         "CREATE OR REPLACE TABLE pairs AS "
@@ -230,12 +242,12 @@ def cluster(
     )
 
 
-def _affected_records(con: duckdb.DuckDBPyConnection) -> str:
-    """Table of the records to cluster again: ``__seeds`` closed over the pairs linked in stage
-    1; the other pairs take back the refusals their clusters' rebuild made last time."""
+def _affected_records(con: duckdb.DuckDBPyConnection, previous: PreviousClusters) -> str:
+    """Table of the records to cluster again: the seeds closed over the pairs linked in stage 1;
+    the other pairs take back the refusals their clusters' rebuild made last time."""
     con.execute(
         "CREATE OR REPLACE TEMP TABLE __affected AS "
-        "SELECT record_key FROM __seeds SEMI JOIN records USING (record_key)"
+        f"SELECT record_key FROM {previous.seeds} SEMI JOIN records USING (record_key)"
     )
     while True:
         (added,) = con.execute("""
@@ -249,14 +261,14 @@ def _affected_records(con: duckdb.DuckDBPyConnection) -> str:
         """).fetchall()[0]
         if not added:
             break
-    con.execute("""
-        UPDATE decisions SET linked = false, veto = r.veto FROM __previous_refusals r
+    con.execute(f"""
+        UPDATE decisions SET linked = false, veto = r.veto FROM {previous.refusals} r
         WHERE decisions.record_key_l = r.record_key_l AND decisions.record_key_r = r.record_key_r
           AND decisions.record_key_l NOT IN (SELECT record_key FROM __affected)
     """)
     (n,) = con.sql("SELECT count(*) FROM __affected").fetchall()[0]
     log.info("re-clustering %d affected records; the other persons are unchanged", n)
-    con.execute("DROP TABLE __seeds; DROP TABLE __previous_refusals")
+    con.execute(f"DROP TABLE {previous.seeds}; DROP TABLE {previous.refusals}")
     return "__affected"
 
 

@@ -1,7 +1,7 @@
 """A Great Expectations expectation of our own: dates in a format, parsed once per distinct value.
 
 GX's ``expect_column_values_to_match_strftime_format`` calls ``datetime.strptime`` on every row
-(about 12 s for 700,000 birth dates here, three quarters of an extract's validation). A birth
+(12.5 s of 16.9 s validating a 714,000-row extract here, profiled). A birth
 date column holds a few tens of thousands of distinct values, so
 ``expect_column_values_to_be_dates_in_format`` parses each distinct value once and marks rows by
 membership: the same verdict for every row (it subclasses GX's expectation, keeping its

@@ -28,7 +28,7 @@ from pathlib import Path
 import duckdb
 from splink import DuckDBAPI, Linker
 
-from linkage.cluster import CLUSTER_VETOES, ClusterPolicy
+from linkage.cluster import CLUSTER_VETOES, ClusterPolicy, PreviousClusters
 from linkage.config import Agency, IdentifierScheme
 from linkage.db import quote, sql_str
 from linkage.model import ModelArtefact, register_tf_tables
@@ -112,15 +112,13 @@ def predict_incremental(
     model: ModelArtefact,
     previous: Path,
     predict_threshold: float,
-) -> None:
+) -> PreviousClusters:
     """Write table ``pairs``: the previous release's pairs of unchanged records, and the changed
     records scored against the unchanged ones and among themselves (needs :func:`delta` first).
 
-    Also writes what :func:`linkage.cluster.cluster` needs to re-cluster only the affected
-    persons: ``__seeds`` (changed records, records of new pairs, and the unchanged records of
-    every previous person that lost or changed a record), ``__previous_persons`` (each unchanged
-    record's previous person) and ``__previous_refusals`` (pairs of unchanged records refused
-    when their cluster was rebuilt)."""
+    Returns the tables :func:`linkage.cluster.cluster` needs to re-cluster only the affected
+    persons; the seeds are the changed records, the records of new pairs, and the unchanged
+    records of every previous person that lost or changed a record."""
     db_api = DuckDBAPI(connection=con)
     linker = Linker(
         db_api.register("records", dataset_display_name="records"),
@@ -181,6 +179,7 @@ def predict_incremental(
     con.execute("DROP TABLE __scored")
     linker.table_management.delete_tables_created_by_splink_from_db()
     con.execute("DROP TABLE __delta_records; DROP TABLE __kept_records")
+    return PreviousClusters("__seeds", "__previous_persons", "__previous_refusals")
 
 
 # --- incremental intake ---------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from linkage.blocking import (
     needs_low_memory_blocking,
     prediction_rules,
 )
-from linkage.cluster import ClusterPolicy, ClusterResult, cluster
+from linkage.cluster import ClusterPolicy, ClusterResult, PreviousClusters, cluster
 from linkage.db import quote, sql_str
 from linkage.incremental import PAIR_KEYS, delta, detail_columns, predict_incremental
 from linkage.model import ModelArtefact, register_tf_tables
@@ -81,6 +81,7 @@ def predict_and_cluster(
     started = time.monotonic()
     check_blocking_budget(con, "records", model.settings_path, max_pairs_per_rule)
     changes: dict[str, int] = {}
+    unchanged: PreviousClusters | None = None
     if previous is None:
         db_api = DuckDBAPI(connection=con)
         linker = Linker(
@@ -107,8 +108,8 @@ def predict_and_cluster(
     else:
         changes = delta(con, previous, list(identifier_columns))
         log.info("changes since the previous release: %s", changes)
-        predict_incremental(con, model, previous, predict_threshold)
-    clustered = cluster(con, policy, incremental=previous is not None)
+        unchanged = predict_incremental(con, model, previous, predict_threshold)
+    clustered = cluster(con, policy, unchanged)
     (records,) = con.sql("SELECT count(*) FROM records").fetchall()[0]
     (pairs,) = con.sql("SELECT count(*) FROM pairs").fetchall()[0]
     result = LinkResult(

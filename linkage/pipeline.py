@@ -184,13 +184,14 @@ def standardise(
                 f"COPY (SELECT * FROM read_parquet([{sql_str(new.path)}, {sql_str(known)}], "
                 f"union_by_name = true)) TO {sql_str(final)} (FORMAT parquet)"
             )
+            std = StandardiseResult(final, *count_flags(final))
         else:
             os.replace(new.path, final)
+            std = replace(new, path=final)
     finally:
         con.close()
     for p in (fresh, known, new.path):
         p.unlink(missing_ok=True)
-    std = StandardiseResult(final, *count_flags(final))
     if reused:
         log.info("%s: %d rows delivered as before, their records reused", agency, reused)
     summary = ExtractSummary(

@@ -42,8 +42,9 @@ the whole result into the context's store. So each column's expectations run on 
 indexed by ``_line``, GX is asked for row ids only (``exclude_unexpected_values``), and
 ``Batch.validate`` is used, which stores nothing. With 30% of rows failing, GX time fell from
 about 16 s to 6 s; with none failing, from 6.5 s to 5 s. GX's date rule then called
-``datetime.strptime`` on every row (12 s of 17 s for a 714,000-row extract on a loaded machine);
-parsing each distinct date once brought that extract's validation to about 4 s.
+``datetime.strptime`` on every row (12.5 s of 16.9 s for a 714,000-row extract, profiled);
+parsing each distinct date once brought that extract's validation to 6.2 s
+(``bench/validate_1m.py``, load about 1).
 
 Privacy: GX results in COMPLETE format hold failing values, which here are personal data. This
 module asks GX for row ids only, and writes a results file built from an allow-list (counts,
@@ -467,13 +468,10 @@ def _run_suite(
     errored: list[tuple[str, str, str, str]] = []
     for column, group in _groups(suite).items():
         frame = _column_frame(table, None if column == _TABLE else column, index)
-        if fresh is None:
-            results = runner.run(frame, group)
-        else:
-            every = [e for e in group if _on_every_row(e)]
-            rest = [e for e in group if not _on_every_row(e)]
-            results = runner.run(frame, every) if every else []
-            results += runner.run(frame[fresh], rest) if rest else []
+        every = [e for e in group if fresh is None or _on_every_row(e)]
+        rest = [e for e in group if fresh is not None and not _on_every_row(e)]
+        results = runner.run(frame, every) if every else []
+        results += runner.run(frame[fresh], rest) if rest else []
         del frame
         for result in results:
             config = result.expectation_config
