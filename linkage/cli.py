@@ -47,7 +47,7 @@ def demo_data(
     persons: Annotated[int, typer.Option(help="Number of synthetic persons.")] = DEMO_PERSONS,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = DEMO_SEED,
     profile: Annotated[
-        str, typer.Option(help="Generator configuration: default or alt.")
+        str, typer.Option(help="Generator configuration: default, dev or alt.")
     ] = "default",
     out: Annotated[
         Path | None, typer.Option(help="Output folder. Default: the demo's data folder.")

@@ -564,9 +564,12 @@ def test_name_lists_are_frequency_weighted() -> None:
 # --- profiles -------------------------------------------------------------------------------------
 
 
-def test_both_profiles_generate_complete_extracts(demo: DemoResult, alt: DemoResult) -> None:
-    assert set(PROFILES) == {"default", "alt"}
-    for result in (demo, alt):
+def test_every_profile_generates_complete_extracts(
+    demo: DemoResult, alt: DemoResult, tmp_path: Path
+) -> None:
+    assert set(PROFILES) == {"default", "dev", "alt"}
+    dev = generate_demo(tmp_path, persons=2_000, seed=SEED, profile="dev")
+    for result in (demo, alt, dev):
         truth = read_truth(result)
         assert truth.height == sum(result.rows.values())
         for agency in AGENCIES:
@@ -631,7 +634,7 @@ def test_a_negative_seed_is_refused(tmp_path: Path) -> None:
 
 
 def test_an_unknown_profile_is_refused_naming_the_valid_ones(tmp_path: Path) -> None:
-    with pytest.raises(DemoError, match="default, alt"):
+    with pytest.raises(DemoError, match="default, dev, alt"):
         generate_demo(tmp_path, persons=10, seed=1, profile="tuned")
     assert issubclass(DemoError, LinkageError) and issubclass(DemoError, ValueError)
 
