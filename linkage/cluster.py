@@ -11,9 +11,10 @@ above any threshold, and that one pair joins the twins' whole clusters. Hence th
      scheme, one typo allowed) and their given names do not conflict;
    - ``given_name_conflict``: both hold a given name and they share no identifier, and the
      names are not similar (Jaro-Winkler < 0.8 and more than one typo apart), not variants of one
-     another (``BILL``, ``WILLIAM``), neither contains the other (``LIAM``, ``WILLIAM``; ``J``,
-     ``JOHN``), neither is the other's middle name, and neither is the other's family name
-     (names recorded the other way round).
+     another (``BILL``, ``WILLIAM``; also with a typo in a name of 4 or more letters: ``JAEMS``,
+     ``JIM``), neither contains the other (``LIAM``, ``WILLIAM``; ``J``, ``JOHN``), neither is
+     (one typo from) the other's middle name, and neither is the other's family name (names
+     recorded the other way round).
    The last two apply only below the certain threshold: they guard the band where agreement on
    family name, address and birth date (which twins share) can carry a pair, and they let the
    model's own strongest evidence stand. Otherwise a pair links when it shares a trusted number
@@ -24,7 +25,9 @@ above any threshold, and that one pair joins the twins' whole clusters. Hence th
    pairs than records (a chain, where one pair may bridge two groups), it is rebuilt greedily:
    links in order of strength, refusing any merge that would put conflicting records together
    (``cluster_conflict``), exceed the size cap (``cluster_size``), or join two groups of two or
-   more records through a single link that is not certain (``weak_bridge``).
+   more records through a single link that is not certain (``weak_bridge``). Two records whose
+   given names conflict may still be one person when a record of the group explains both (KOFI
+   SCOTT and LEWIS SCOTT, once LEWIS KOFI SCOTT is in the group): see :func:`rebuild`.
 
 Every scored pair then gets a grade: ``certain`` (linked, on a trusted number or at or above the
 certain threshold), ``probable`` (linked otherwise) or ``possible`` (not linked: below the cluster
@@ -119,8 +122,14 @@ def conflict_sql(a: str, b: str, policy: ClusterPolicy, probability: str) -> dic
     )
     ag, bg = f"{a}.given_name", f"{b}.given_name"
 
-    def middle(x: str, g: str) -> str:
-        return f"list_contains(coalesce(string_split({x}.middle_names, ' '), []), {g})"
+    def one_typo(x: str, y: str) -> str:  # names of 4 letters or more, one edit apart
+        return f"(length({x}) >= 4 AND length({y}) >= 4 AND damerau_levenshtein({x}, {y}) <= 1)"
+
+    def middle(x: str, g: str) -> str:  # g is (one typo from) one of x's middle names
+        return (
+            f"len(list_filter(coalesce(string_split({x}.middle_names, ' '), []), "
+            f"lambda m: m = {g} OR {one_typo('m', g)})) > 0"
+        )
 
     def within(short: str, long: str) -> str:  # WILLIAM / LIAM, J / JOHN
         return (
@@ -128,15 +137,20 @@ def conflict_sql(a: str, b: str, policy: ClusterPolicy, probability: str) -> dic
             f"OR length({short}) >= 3 AND contains({long}, {short}))"
         )
 
-    given = (
+    # Short forms, allowing a typo in either (JAEMS / JIM, via JAMES).
+    va, vb = f"{a}.given_name_variants", f"{b}.given_name_variants"
+    variants = (
+        f"(list_has_any({va}, {vb}) OR len(list_filter({va}, lambda x: "
+        f"len(list_filter({vb}, lambda y: {one_typo('x', 'y')})) > 0)) > 0)"
+    )
+    names_differ = (
         f"coalesce({ag} IS NOT NULL AND {bg} IS NOT NULL "
         f"AND jaro_winkler_similarity({ag}, {bg}) < 0.8 "
-        f"AND NOT list_has_any({a}.given_name_variants, {b}.given_name_variants) "
+        f"AND damerau_levenshtein({ag}, {bg}) > 1 "
         f"AND NOT {within(ag, bg)} AND NOT {within(bg, ag)} "
-        f"AND NOT {middle(a, bg)} AND NOT {middle(b, ag)} "
         f"AND NOT coalesce(jaro_winkler_similarity({ag}, {b}.family_name) >= 0.92, false) "
         f"AND NOT coalesce(jaro_winkler_similarity({a}.family_name, {bg}) >= 0.92, false) "
-        f"AND damerau_levenshtein({ag}, {bg}) > 1, false)"
+        f"AND NOT {variants} AND NOT {middle(a, bg)} AND NOT {middle(b, ag)}, false)"
     )
     uncertain = (
         f"coalesce({probability} < {policy.certain_threshold}, true)"
@@ -147,15 +161,13 @@ def conflict_sql(a: str, b: str, policy: ClusterPolicy, probability: str) -> dic
         "shared_id": shared,
         "identifier_conflict": f"coalesce({differ}, false)",
         # A number of the person's own outweighs one disagreement, not two.
-        "date_of_birth_conflict": f"({uncertain} AND {dob} AND (NOT {personal} OR {given}))",
-        "given_name_conflict": f"({uncertain} AND {given} AND NOT {personal})",
+        "date_of_birth_conflict": (
+            f"({uncertain} AND {dob} AND (NOT {personal} OR {names_differ}))"
+        ),
+        "given_name_conflict": f"({uncertain} AND {names_differ} AND NOT {personal})",
+        # The names alone, whatever else the records share: used to judge a whole group.
+        "given_names_differ": names_differ,
     }
-
-
-def cannot_link_sql(a: str, b: str, policy: ClusterPolicy, probability: str) -> str:
-    """SQL: records ``a`` and ``b`` must not be in one person (any veto of stage 1 applies)."""
-    c = conflict_sql(a, b, policy, probability)
-    return " OR ".join(c[k] for k in VETOES[:3])
 
 
 def cluster(
@@ -274,22 +286,28 @@ def _affected_records(con: duckdb.DuckDBPyConnection, previous: PreviousClusters
 
 def _rebuild_suspect_clusters(con: duckdb.DuckDBPyConnection, policy: ClusterPolicy) -> int:
     """Stage 3: find the components that need it and rebuild them greedily; return how many."""
-    cannot = cannot_link_sql("a", "b", policy, "d.match_probability")
+    c = conflict_sql("a", "b", policy, "d.match_probability")
     # Every two records of one component that must not be one person (computed once: it makes
-    # the component suspect, and the rebuild keeps the two apart).
+    # the component suspect, and the rebuild keeps the two apart), and every two whose given
+    # names differ (which the rebuild judges against the whole group, see `rebuild`).
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE __conflicts AS
         WITH small AS (
             SELECT cluster_id FROM clusters GROUP BY 1
             HAVING count(*) BETWEEN 2 AND {_ALL_PAIRS_LIMIT}
         )
-        SELECT x.cluster_id, x.record_key AS key_a, y.record_key AS key_b
-        FROM clusters x
-        JOIN clusters y ON x.cluster_id = y.cluster_id AND x.record_key < y.record_key
-        JOIN records a ON a.record_key = x.record_key
-        JOIN records b ON b.record_key = y.record_key
-        LEFT JOIN decisions d ON d.record_key_l = x.record_key AND d.record_key_r = y.record_key
-        WHERE x.cluster_id IN (SELECT cluster_id FROM small) AND ({cannot})
+        SELECT * FROM (
+            SELECT x.cluster_id, x.record_key AS key_a, y.record_key AS key_b,
+                   {c["identifier_conflict"]} OR {c["date_of_birth_conflict"]} AS hard,
+                   {c["given_name_conflict"]} AS names, {c["given_names_differ"]} AS differ
+            FROM clusters x
+            JOIN clusters y ON x.cluster_id = y.cluster_id AND x.record_key < y.record_key
+            JOIN records a ON a.record_key = x.record_key
+            JOIN records b ON b.record_key = y.record_key
+            LEFT JOIN decisions d
+              ON d.record_key_l = x.record_key AND d.record_key_r = y.record_key
+            WHERE x.cluster_id IN (SELECT cluster_id FROM small)
+        ) WHERE hard OR names OR differ
     """)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE __suspect AS
@@ -300,7 +318,7 @@ def _rebuild_suspect_clusters(con: duckdb.DuckDBPyConnection, policy: ClusterPol
         )
         SELECT cluster_id FROM size LEFT JOIN links USING (cluster_id)
         WHERE n > {int(policy.max_cluster_size)} OR (n >= 4 AND coalesce(m, 0) <= n)
-           OR cluster_id IN (SELECT cluster_id FROM __conflicts)
+           OR cluster_id IN (SELECT cluster_id FROM __conflicts WHERE hard OR names)
     """)
     (n_suspect,) = con.sql("SELECT count(*) FROM __suspect").fetchall()[0]
     if not n_suspect:
@@ -315,14 +333,25 @@ def _rebuild_suspect_clusters(con: duckdb.DuckDBPyConnection, policy: ClusterPol
         """,
         [policy.certain_threshold],
     ).fetchall()
-    conflicts = con.sql("SELECT key_a, key_b FROM __conflicts").fetchall()
-    keys = [
-        k
-        for (k,) in con.sql(
-            "SELECT record_key FROM clusters WHERE cluster_id IN (SELECT cluster_id FROM __suspect)"
-        ).fetchall()
-    ]
-    assignment, refused = rebuild(keys, edges, conflicts, policy.max_cluster_size)
+    conflicts = con.sql(
+        "SELECT key_a, key_b, CASE WHEN hard THEN 'hard' ELSE 'names' END FROM __conflicts "
+        "WHERE (hard OR names) AND cluster_id IN (SELECT cluster_id FROM __suspect)"
+    ).fetchall()
+    differ = con.sql(
+        "SELECT key_a, key_b FROM __conflicts WHERE differ "
+        "AND cluster_id IN (SELECT cluster_id FROM __suspect)"
+    ).fetchall()
+    keys, named = [], set()
+    for k, has_name in con.sql(
+        "SELECT c.record_key, r.given_name IS NOT NULL FROM clusters c JOIN records r "
+        "USING (record_key) WHERE c.cluster_id IN (SELECT cluster_id FROM __suspect)"
+    ).fetchall():
+        keys.append(k)
+        if has_name:
+            named.add(k)
+    assignment, refused = rebuild(
+        keys, edges, conflicts, policy.max_cluster_size, Names.of(named, differ)
+    )
     con.register(
         "__new",
         pa.table({"record_key": list(assignment), "cluster_id": list(assignment.values())}),
@@ -353,40 +382,75 @@ def _rebuild_suspect_clusters(con: duckdb.DuckDBPyConnection, policy: ClusterPol
     return n_suspect
 
 
+@dataclass(frozen=True)
+class Names:
+    """Which records hold a given name, and which pairs of them have given names that cannot be
+    one person's (``given_names_differ``, whatever else the two share), in both orders."""
+
+    named: frozenset[str] = frozenset()
+    differ: frozenset[tuple[str, str]] = frozenset()
+
+    @classmethod
+    def of(cls, named: Iterable[str], differ: Iterable[tuple[str, str]]) -> Names:
+        return cls(frozenset(named), frozenset(p for a, b in differ for p in ((a, b), (b, a))))
+
+    def fits(self, k: str, group: Iterable[str]) -> bool:
+        """Record ``k``'s given name is one that some named record of ``group`` holds (or
+        could: a short form, a typo, its middle name)."""
+        return any(z in self.named and z != k and (k, z) not in self.differ for z in group)
+
+
 def rebuild(
     keys: Iterable[str],
     edges: Iterable[tuple[str, str, bool]],
-    conflicts: Iterable[tuple[str, str]],
+    conflicts: Iterable[tuple[str, str, str]],
     max_size: int,
+    names: Names | None = None,
 ) -> tuple[dict[str, str], dict[tuple[str, str], str]]:
     """Greedy constrained clustering (stage 3).
 
-    ``edges`` are (key, key, certain) in order of strength, strongest first. Returns each key's
-    cluster id (its group's smallest key) and the refused edges that ended up between two groups,
-    with the reason.
+    ``edges`` are (key, key, certain) in order of strength, strongest first. ``conflicts`` are
+    (key, key, kind): a ``hard`` conflict (identifiers, birth dates) never ends up in one group;
+    a ``names`` conflict (given names) is judged against the two groups being merged: it stands
+    unless one of the two records' given name fits a record of the other's group. (LEWIS and
+    KOFI SCOTT conflict, but not once a record of LEWIS KOFI SCOTT is in the group; twins OLIVER
+    and HARRY have no record that fits both.) Returns each key's cluster id (its group's smallest
+    key) and the refused edges that ended up between two groups, with the reason.
 
     Example: twins A and B, each with two records, joined by one probable pair.
         >>> edges = [("a1", "a2", True), ("b1", "b2", True), ("a2", "b1", False)]
         >>> rebuild(["a1", "a2", "b1", "b2"], edges, [], max_size=10)
         ({'a1': 'a1', 'a2': 'a1', 'b1': 'b1', 'b2': 'b1'}, {('a2', 'b1'): 'weak_bridge'})
     """
+    names = names or Names()
     parent: dict[str, str] = {k: k for k in keys}
     members: dict[str, list[str]] = {k: [k] for k in parent}
     neighbours: dict[str, list[str]] = defaultdict(list)
-    cannot: dict[str, set[str]] = defaultdict(set)
+    cannot: dict[str, list[tuple[str, str]]] = defaultdict(list)
     edges = list(edges)
     for a, b, _ in edges:
         neighbours[a].append(b)
         neighbours[b].append(a)
-    for a, b in conflicts:
-        cannot[a].add(b)
-        cannot[b].add(a)
+    for a, b, kind in conflicts:
+        cannot[a].append((b, kind))
+        cannot[b].append((a, kind))
 
     def find(k: str) -> str:
         while parent[k] != k:
             parent[k] = parent[parent[k]]
             k = parent[k]
         return k
+
+    def conflict(small: str, big: str) -> bool:
+        for k in members[small]:
+            for o, kind in cannot[k]:
+                if find(o) != big:
+                    continue
+                if kind == "hard" or not (
+                    names.fits(k, members[big]) or names.fits(o, members[small])
+                ):
+                    return True
+        return False
 
     refused: dict[tuple[str, str], str] = {}
     for a, b, certain in edges:
@@ -396,7 +460,7 @@ def rebuild(
         small, big = sorted((ra, rb), key=lambda r: len(members[r]))
         if len(members[small]) + len(members[big]) > max_size:
             refused[(a, b)] = "cluster_size"
-        elif any(find(o) == big for k in members[small] for o in cannot[k]):
+        elif conflict(small, big):
             refused[(a, b)] = "cluster_conflict"
         elif (
             not certain
