@@ -19,7 +19,9 @@ import duckdb
 from linkage.db import quote
 from linkage.errors import BlockingBudgetError
 
-_EQUALITY = re.compile(r'l\."?(\w+)"?\s*=\s*r\."?(\w+)"?')
+# One side of an equality: a column, or a prefix of one (as block_on("substr(x, 1, 2)") writes).
+_SIDE = r'(?:SUBSTRING\({0}\."?(\w+)"?,\s*(\d+),\s*(\d+)\)|{0}\."?(\w+)"?)'
+_EQUALITY = re.compile(_SIDE.format("l") + r"\s*=\s*" + _SIDE.format("r"), re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -28,20 +30,30 @@ class RuleCount:
     pairs: int
 
 
-def _pairs(con: duckdb.DuckDBPyConnection, table: str, rule: str) -> tuple[int, str, int]:
-    """(pairs, biggest key, its pairs) of an equi-join rule on ``table`` (a dedupe: l < r)."""
-    keys = _EQUALITY.findall(rule)
-    if not keys or re.sub(_EQUALITY, "", rule).replace("AND", "").strip(" ()") != "":
+def _keys(rule: str) -> list[tuple[str, str]]:
+    """The (left, right) key expressions, over the table's own columns, of an equi-join rule."""
+
+    def side(column: str, start: str, length: str, plain: str) -> str:
+        return f"substring({quote(column)}, {start}, {length})" if column else quote(plain)
+
+    found = _EQUALITY.findall(rule)
+    if not found or re.sub(_EQUALITY, "", rule).replace("AND", "").strip(" ()") != "":
         raise BlockingBudgetError(
             f"blocking rule {rule!r} is not a conjunction of l.x = r.y equalities, so its size "
             "cannot be checked before prediction"
         )
-    left = ", ".join(f"{quote(a)} AS k{i}" for i, (a, _) in enumerate(keys))
-    right = ", ".join(f"{quote(b)} AS k{i}" for i, (_, b) in enumerate(keys))
-    not_null_l = " AND ".join(f"{quote(a)} IS NOT NULL" for a, _ in keys)
-    not_null_r = " AND ".join(f"{quote(b)} IS NOT NULL" for _, b in keys)
+    return [(side(*m[:4]), side(*m[4:])) for m in found]
+
+
+def _pairs(con: duckdb.DuckDBPyConnection, table: str, rule: str) -> tuple[int, str, int]:
+    """(pairs, biggest key, its pairs) of an equi-join rule on ``table`` (a dedupe: l < r)."""
+    keys = _keys(rule)
+    left = ", ".join(f"{a} AS k{i}" for i, (a, _) in enumerate(keys))
+    right = ", ".join(f"{b} AS k{i}" for i, (_, b) in enumerate(keys))
+    not_null_l = " AND ".join(f"{a} IS NOT NULL" for a, _ in keys)
+    not_null_r = " AND ".join(f"{b} IS NOT NULL" for _, b in keys)
     on = " AND ".join(f"g.k{i} = h.k{i}" for i in range(len(keys)))
-    itself = " AND ".join(f"{quote(a)} = {quote(b)}" for a, b in keys)
+    itself = " AND ".join(f"{a} = {b}" for a, b in keys)
     key_text = " || ', ' || ".join(f"CAST(g.k{i} AS VARCHAR)" for i in range(len(keys)))
     total, top_key, top = con.sql(f"""
         WITH g AS (SELECT {left}, count(*) AS n FROM {table} WHERE {not_null_l} GROUP BY ALL),
@@ -70,7 +82,7 @@ def check_blocking_budget(
     for rule in prediction_rules(settings_path):
         pairs, top_key, top_pairs = _pairs(con, table, rule)
         if pairs > budget:
-            cols = ", ".join(a for a, _ in _EQUALITY.findall(rule))
+            cols = ", ".join(a for a, _ in _keys(rule))
             raise BlockingBudgetError(
                 f"blocking rule {rule!r} would compare {pairs:,} pairs, over the budget of "
                 f"{budget:,.0f} (model.max_pairs_per_rule); {top_pairs:,} of them share "

@@ -13,6 +13,7 @@ import json
 import logging
 import platform
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ import duckdb
 import splink
 import splink.comparison_level_library as cll
 import splink.comparison_library as cl
+import sqlglot
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
 from linkage.blocking import block_pairs, memory_limit_bytes
@@ -33,7 +35,7 @@ from schemas.canonical import identifier_column
 log = logging.getLogger(__name__)
 
 # Canonical fields the model can compare, in the order they appear in the model.
-MODEL_FIELDS = ("name", "date_of_birth", "sex", "location")
+MODEL_FIELDS = ("name", "middle_names", "date_of_birth", "sex", "location")
 # A field is used only if at least this share of training records hold it.
 MIN_FILL = 0.01
 
@@ -147,6 +149,14 @@ def _names() -> cl.CustomComparison:
             cll.And(either_null(family), cll.JaroWinklerLevel(given, 0.92)).configure(
                 label_for_charts="given name matches, family name missing"
             ),
+            # Most changes of family name (marriage) are women's: its own level lets EM weigh
+            # "same given name, other family name" by how often each sex's records do that.
+            cll.And(
+                cll.ExactMatchLevel(given), cll.CustomLevel("sex_l = 'F' AND sex_r = 'F'")
+            ).configure(
+                tf_adjustment_column=given,
+                label_for_charts="given name matches, family name differs, both female",
+            ),
             cll.ExactMatchLevel(given).configure(
                 tf_adjustment_column=given,
                 label_for_charts="given name matches, family name differs (name change?)",
@@ -158,6 +168,27 @@ def _names() -> cl.CustomComparison:
                 tf_adjustment_column=family,
                 label_for_charts="family name matches, given name differs",
             ),
+            cll.ElseLevel(),
+        ],
+    )
+
+
+def _middle_names() -> cl.CustomComparison:
+    """Middle names, when both records hold some. A middle name that is the other record's given
+    name (a person known by it) has its own level, so that it is not counted as disagreement on
+    top of the name comparison's level for it."""
+    mid_l, mid_r = "string_split(middle_names_l, ' ')", "string_split(middle_names_r, ' ')"
+    return cl.CustomComparison(
+        output_column_name="middle_names",
+        comparison_levels=[
+            cll.NullLevel("middle_names"),
+            cll.ExactMatchLevel("middle_names"),
+            cll.CustomLevel(f"list_has_any({mid_l}, {mid_r})", "a middle name in common"),
+            cll.CustomLevel(
+                f"list_contains({mid_l}, given_name_r) OR list_contains({mid_r}, given_name_l)",
+                "one's middle name is the other's given name",
+            ),
+            cll.CustomLevel("left(middle_names_l, 1) = left(middle_names_r, 1)", "same initial"),
             cll.ElseLevel(),
         ],
     )
@@ -233,6 +264,8 @@ def build_settings(fields: tuple[str, ...], schemes: tuple[str, ...]) -> Setting
     for f in fields:
         if f == "name":
             comparisons.append(_names())
+        elif f == "middle_names":
+            comparisons.append(_middle_names())
         elif f == "date_of_birth":
             comparisons.append(_date_of_birth())
         elif f == "sex":
@@ -258,6 +291,10 @@ def blocking_rules(fields: tuple[str, ...], schemes: tuple[str, ...]) -> list[An
     if {"name", "date_of_birth"} <= has:
         rules.append(block_on("family_name", "date_of_birth"))
         rules.append(block_on("given_name", "date_of_birth"))
+        # A typo in each name: born the same day, with the same initials.
+        rules.append(
+            block_on("date_of_birth", "substr(given_name, 1, 1)", "substr(family_name, 1, 1)")
+        )
     if "name" in has:
         rules.append(block_on("given_name", "family_name"))
         # Given and family names recorded the other way round, which no name rule above pairs.
@@ -275,6 +312,7 @@ def blocking_rules(fields: tuple[str, ...], schemes: tuple[str, ...]) -> list[An
 def _fill_rates(con: duckdb.DuckDBPyConnection, table: str, schemes: list[str]) -> dict[str, float]:
     cols = {
         "name": "coalesce(given_name, family_name)",
+        "middle_names": "middle_names",
         "date_of_birth": "date_of_birth",
         "sex": "sex",
         "location": "coalesce(postcode, address)",
@@ -311,8 +349,9 @@ def train_model(
 ) -> ModelArtefact:
     """Train a model on the standardised records in ``table`` and save it as a new version.
 
-    The match prior comes from deterministic rules, m from expectation maximisation and u from
-    random pairs (see ``_u_from_random_pairs``).
+    The match prior comes from deterministic rules, m from expectation maximisation with the
+    sessions' pairs pooled (``_m_from_em_pairs``) and u from random pairs
+    (``_u_from_random_pairs``).
     """
     started = time.monotonic()
     schemes = [s for s, spec in sorted(config.identifiers.items()) if spec.compare]
@@ -339,11 +378,13 @@ def train_model(
     linker.training.estimate_u_using_random_sampling(
         max_pairs=config.model.max_pairs_u / 10, seed=config.model.seed
     )
-    for rule in _em_blocks(fields, used_schemes):
+    blocks = _em_blocks(fields, used_schemes)
+    for rule in blocks:
         linker.training.estimate_parameters_using_expectation_maximisation(rule)
-    trained = _u_from_random_pairs(
-        con, table, linker.misc.save_model_to_json(), config.model.max_pairs_u, config.model.seed
+    pooled = _m_from_em_pairs(
+        con, table, linker.misc.save_model_to_json(), [_rule_sql(b) for b in blocks]
     )
+    trained = _u_from_random_pairs(con, table, pooled, config.model.max_pairs_u, config.model.seed)
 
     version = version or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = config.model.dir / version
@@ -375,6 +416,71 @@ def train_model(
         "trained model %s on %d records in %.1fs", version, n_records, time.monotonic() - started
     )
     return artefact
+
+
+def _rule_sql(rule: Any) -> str:
+    return str(rule.get_blocking_rule("duckdb").blocking_rule_sql)
+
+
+def _columns_read(sql: str) -> set[str]:
+    """The base columns a level condition (``x_l``, ``x_r``) or blocking rule (``l.x``) reads."""
+    cols = set()
+    for col in sqlglot.parse_one(sql, read="duckdb").find_all(sqlglot.exp.Column):
+        if col.table in ("l", "r"):
+            cols.add(col.name)
+        elif col.name.lower().endswith(("_l", "_r")):
+            cols.add(col.name[:-2])
+    return cols
+
+
+def _m_from_em_pairs(
+    con: duckdb.DuckDBPyConnection, table: str, settings: dict[str, Any], rules: list[str]
+) -> dict[str, Any]:
+    """``settings`` with each comparison's m re-estimated over all the pairs of the EM sessions
+    that estimated it (those not blocked on its columns), each pair counted as a match as far as
+    the trained model says it is one.
+
+    Splink keeps the median of the sessions' estimates, and each session sees one population: in
+    the demo, the pairs sharing a PNC id or an NI number are police and probation records, mostly
+    of men, so their median gave the level "given name matches, family name differs, both
+    female" an m of half what the true pairs show. Pooling the sessions' pairs weighs each
+    population by how many matches it holds.
+    """
+    settings = copy.deepcopy(settings)
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    for comparison in settings["comparisons"]:
+        reads = set().union(
+            *(
+                _columns_read(lv["sql_condition"])
+                for lv in comparison["comparison_levels"]
+                if lv["sql_condition"].strip().upper() != "ELSE"
+            )
+        )
+        groups[tuple(r for r in rules if not _columns_read(r) & reads)].append(comparison)
+    for usable, comparisons in groups.items():
+        if not usable:
+            continue
+        scoring = copy.deepcopy(settings)
+        scoring["blocking_rules_to_generate_predictions"] = list(usable)
+        scoring["retain_intermediate_calculation_columns"] = False
+        scoring["additional_columns_to_retain"] = []
+        linker = Linker(DuckDBAPI(connection=con).register(table), scoring)
+        pairs = linker.inference.predict().physical_name
+        for comparison in comparisons:
+            name = comparison["output_column_name"]
+            counts = dict(
+                con.sql(
+                    f"SELECT gamma_{name}, sum(match_probability) FROM {pairs} "
+                    f"WHERE gamma_{name} >= 0 GROUP BY 1"
+                ).fetchall()
+            )
+            total = sum(counts.values())
+            levels = [lv for lv in comparison["comparison_levels"] if not lv.get("is_null_level")]
+            for gamma_value, level in zip(range(len(levels) - 1, -1, -1), levels, strict=True):
+                if "m_probability" in level and counts.get(gamma_value) and total:
+                    level["m_probability"] = counts[gamma_value] / total
+        linker.table_management.delete_tables_created_by_splink_from_db()
+    return settings
 
 
 #: Rough bytes one record takes in the scoring of random pairs (both sides of the join, with

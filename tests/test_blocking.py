@@ -27,8 +27,12 @@ RULES = [
     'l."family_name" = r."family_name"',
     '(l."family_name" = r."family_name") AND (l."date_of_birth" = r."date_of_birth")',
     "l.given_name = r.family_name AND l.family_name = r.given_name",
+    # as block_on("date_of_birth", "substr(given_name, 1, 1)", "substr(family_name, 1, 1)") writes
+    '(l."date_of_birth" = r."date_of_birth") AND (SUBSTRING(l.given_name, 1, 1) = '
+    "SUBSTRING(r.given_name, 1, 1)) AND (SUBSTRING(l.family_name, 1, 1) = "
+    "SUBSTRING(r.family_name, 1, 1))",
 ]
-NAMES = st.sampled_from(["ANN", "BEN", "SMITH", None])
+NAMES = st.sampled_from(["ANN", "BEN", "BELLA", "SMITH", "SMYTHE", None])
 
 
 def _table(rows: list[tuple]) -> duckdb.DuckDBPyConnection:
@@ -52,6 +56,10 @@ def test_pair_counts_equal_brute_force(rows: list[tuple]) -> None:
         RULES[1]: lambda a, b: None not in (a[2], a[3]) and (a[2], a[3]) == (b[2], b[3]),
         # names the other way round: symmetric, so one orientation per pair is enough
         RULES[2]: lambda a, b: None not in (a[1], a[2]) and (a[1], a[2]) == (b[2], b[1]),
+        RULES[3]: lambda a, b: (
+            None not in (a[1], a[2], a[3], b[1], b[2])
+            and (a[1][0], a[2][0], a[3]) == (b[1][0], b[2][0], b[3])
+        ),
     }
     for rule, match in brute.items():
         got, _, _ = _pairs(con, "records", rule)
@@ -141,7 +149,7 @@ def test_the_match_prior_is_splinks_estimate(published: tuple[ProjectConfig, Pat
 
 def test_a_placeholder_over_budget_stops_with_rule_and_value(tmp_path: Path) -> None:
     rows = [(f"r{i}", f"G{i}", "UNKNOWN", "1901-01-01") for i in range(300)]
-    rows += [(f"s{i}", f"G{i}", f"F{i}", "1980-02-03") for i in range(300)]
+    rows += [(f"s{i}", f"G{i}", f"F{i}", f"1980-02-{1 + i % 28:02d}") for i in range(300)]
     con = _table(rows)
     settings_path = tmp_path / "model.json"
     settings_path.write_text(json.dumps({"blocking_rules_to_generate_predictions": [
