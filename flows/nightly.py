@@ -136,7 +136,7 @@ def nightly(
         logger.info("run %s for project %s", run.run_id, config.project)
         progress = Progress(config)
         intakes = intake(config, run, progress)
-        if (last := pipeline.same_as_last_published(config, intakes)) is not None:
+        if (last := pipeline.same_as_last_published(config, run, intakes)) is not None:
             logger.info("every extract is identical to run %s's: nothing to do", last.run_id)
             unchanged = pipeline.record(config, run, intakes, [], status="unchanged")
             unchanged = replace(unchanged, release=last.release, report=None)

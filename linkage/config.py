@@ -191,7 +191,7 @@ class ModelConfig(_Model):
     dir: Path = Field(description="Folder of versioned model artefacts (one subfolder each).")
     version: str | None = Field(None, description="Pin a version; default is the newest.")
     cluster_threshold: float = Field(
-        0.9, gt=0, lt=1, description="Pairs at or above it link (grade probable or certain)."
+        0.7, gt=0, lt=1, description="Pairs at or above it link (grade probable or certain)."
     )
     certain_threshold: float = Field(
         0.99999,

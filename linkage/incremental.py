@@ -44,11 +44,13 @@ DETAIL_PREFIXES = ("gamma_", "bf_", "mw_")
 def matching_fingerprint(
     model: ModelArtefact, policy: ClusterPolicy, predict_threshold: float
 ) -> str:
-    """What decides the links: the model (and its term frequencies) and the clustering rules."""
+    """What decides the links: the model (and its term frequencies) and the clustering rules
+    (their settings and their code)."""
     h = hashlib.sha256(model.settings_path.read_bytes())
     for _, path in sorted(model.tf_tables().items()):
         h.update(path.read_bytes())
     h.update(json.dumps([asdict(policy), predict_threshold], sort_keys=True).encode())
+    h.update((Path(__file__).parent / "cluster.py").read_bytes())
     return h.hexdigest()[:16]
 
 

@@ -266,20 +266,24 @@ def check(config: ProjectConfig, intakes: list[Intake]) -> list[GateOutcome]:
     return check_gates(config, [i.summary for i in intakes], thresholds, history)
 
 
-def same_as_last_published(config: ProjectConfig, intakes: list[Intake]) -> RunRecord | None:
+def same_as_last_published(
+    config: ProjectConfig, run: RunContext, intakes: list[Intake]
+) -> RunRecord | None:
     """The last published run, if every extract now is byte-identical to the one it published
-    and the model is unchanged (a duplicate delivery, bad-inputs C1); else None."""
+    and what decides the links (model, thresholds, clustering rules) is unchanged (a duplicate
+    delivery, bad-inputs C1); else None. A full run never stops here."""
     published = [r for r in runlog.history(config.paths.index_dir) if r.status == "published"]
-    if not published or current_release(config.paths.index_dir) is None:
+    if run.full or not published or current_release(config.paths.index_dir) is None:
         return None
     last = published[-1]
     before = {e.agency: e.sha256 for e in last.extracts if not e.rejected}
     now = {i.summary.agency: i.summary.sha256 for i in intakes if not i.summary.rejected}
     try:
-        model = load_model(config).version
+        model = load_model(config)
     except ModelError:
         return None
-    if None in now.values() or now != before or model != last.model_version:
+    matching = matching_fingerprint(model, cluster_policy(config), config.model.predict_threshold)
+    if None in now.values() or now != before or matching != last.matching:
         return None
     return last
 

@@ -67,6 +67,16 @@ def test_nightly_flow_trains_on_first_run_then_reuses_the_model(
     again = nightly(str(demo_project))  # the same files delivered again: a no-op (C1)
     assert again.status == "unchanged" and again.release == first.release
     assert current_release(cfg.paths.index_dir) == release
+    # ... but not once what decides the links changed, nor when a full run is asked for.
+    text = demo_project.read_text()
+    demo_project.write_text(text.replace("cluster_threshold: 0.7", "cluster_threshold: 0.95"))
+    relinked = nightly(str(demo_project))
+    assert relinked.status == "published" and relinked.cluster_threshold == 0.95
+    demo_project.write_text(text)
+    full = nightly(str(demo_project), full=True)
+    assert full.status == "published"
+    release = current_release(cfg.paths.index_dir)
+    assert release is not None
 
     # A correction (C2): one agency resends a changed file; it replaces, never appends.
     care = demo_project.parent / "data" / "social_care.csv"
@@ -80,7 +90,9 @@ def test_nightly_flow_trains_on_first_run_then_reuses_the_model(
     with duckdb.connect(str(release2), read_only=True) as con:
         runs = con.sql("SELECT run_id, status FROM runs ORDER BY run_id").fetchall()
         assert runs == [
-            (first.run_id, "published"), (again.run_id, "unchanged"), (second.run_id, "published")
+            (first.run_id, "published"), (again.run_id, "unchanged"),
+            (relinked.run_id, "published"), (full.run_id, "published"),
+            (second.run_id, "published"),
         ]  # fmt: skip
         care_books = con.sql(
             "SELECT delivered FROM extracts WHERE agency = 'social_care' ORDER BY run_id"
