@@ -33,6 +33,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("project", type=Path)
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument(
+        "--agencies", default=None, help="only pairs of these two agencies, as 'a+b' (sorted)"
+    )
     args = ap.parse_args()
     config = load_config(args.project / "linkage.yaml")
     release = current_release(config.paths.index_dir)
@@ -69,6 +72,11 @@ def main() -> None:
         JOIN idx.records cl ON cl.record_key = p.record_key_l
         JOIN idx.records cr ON cr.record_key = p.record_key_r
     """)
+    if args.agencies:
+        con.execute(
+            "DELETE FROM tp WHERE least(agency_l, agency_r) || '+' || greatest(agency_l, agency_r)"
+            f" <> {sql_str(args.agencies)}"
+        )
     cols = [c for (c,) in con.sql("SELECT column_name FROM (DESCRIBE tp)").fetchall()]
     gammas = [c for c in cols if c.startswith("gamma_")]
     labels = _level_labels(settings)

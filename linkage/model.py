@@ -13,7 +13,6 @@ import json
 import logging
 import platform
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -444,10 +443,16 @@ def _m_from_em_pairs(
     the demo, the pairs sharing a PNC id or an NI number are police and probation records, mostly
     of men, so their median gave the level "given name matches, family name differs, both
     female" an m of half what the true pairs show. Pooling the sessions' pairs weighs each
-    population by how many matches it holds.
+    population by how many matches it holds. The pairs of all sessions are scored once; each
+    comparison counts those that one of its own sessions blocks.
     """
     settings = copy.deepcopy(settings)
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    scoring = copy.deepcopy(settings)
+    scoring["blocking_rules_to_generate_predictions"] = rules
+    scoring["retain_intermediate_calculation_columns"] = False
+    scoring["additional_columns_to_retain"] = []
+    linker = Linker(DuckDBAPI(connection=con).register(table), scoring)
+    pairs = linker.inference.predict().physical_name
     for comparison in settings["comparisons"]:
         reads = set().union(
             *(
@@ -456,31 +461,34 @@ def _m_from_em_pairs(
                 if lv["sql_condition"].strip().upper() != "ELSE"
             )
         )
-        groups[tuple(r for r in rules if not _columns_read(r) & reads)].append(comparison)
-    for usable, comparisons in groups.items():
-        if not usable:
-            continue
-        scoring = copy.deepcopy(settings)
-        scoring["blocking_rules_to_generate_predictions"] = list(usable)
-        scoring["retain_intermediate_calculation_columns"] = False
-        scoring["additional_columns_to_retain"] = []
-        linker = Linker(DuckDBAPI(connection=con).register(table), scoring)
-        pairs = linker.inference.predict().physical_name
-        for comparison in comparisons:
-            name = comparison["output_column_name"]
-            counts = dict(
-                con.sql(
-                    f"SELECT gamma_{name}, sum(match_probability) FROM {pairs} "
-                    f"WHERE gamma_{name} >= 0 GROUP BY 1"
-                ).fetchall()
-            )
-            total = sum(counts.values())
-            levels = [lv for lv in comparison["comparison_levels"] if not lv.get("is_null_level")]
-            for gamma_value, level in zip(range(len(levels) - 1, -1, -1), levels, strict=True):
-                if "m_probability" in level and counts.get(gamma_value) and total:
-                    level["m_probability"] = counts[gamma_value] / total
-        linker.table_management.delete_tables_created_by_splink_from_db()
+        own = [_on_pair_columns(r) for r in rules if not _columns_read(r) & reads]
+        if not own:
+            continue  # every session was blocked on it: keep Splink's estimate
+        name = comparison["output_column_name"]
+        counts = dict(
+            con.sql(
+                f"SELECT gamma_{name}, sum(match_probability) FROM {pairs} "
+                f"WHERE gamma_{name} >= 0 AND coalesce({' OR '.join(own)}, false) GROUP BY 1"
+            ).fetchall()
+        )
+        total = sum(counts.values())
+        levels = [lv for lv in comparison["comparison_levels"] if not lv.get("is_null_level")]
+        for gamma_value, level in zip(range(len(levels) - 1, -1, -1), levels, strict=True):
+            if "m_probability" in level and counts.get(gamma_value) and total:
+                level["m_probability"] = counts[gamma_value] / total
+    linker.table_management.delete_tables_created_by_splink_from_db()
     return settings
+
+
+def _on_pair_columns(rule: str) -> str:
+    """A blocking rule (``l.x = r.x``) rewritten over a prediction's columns (``x_l = x_r``)."""
+
+    def rename(node: sqlglot.exp.Expr) -> sqlglot.exp.Expr:
+        if isinstance(node, sqlglot.exp.Column) and node.table in ("l", "r"):
+            return sqlglot.exp.column(f"{node.name}_{node.table}", quoted=True)
+        return node
+
+    return f"({sqlglot.parse_one(rule, read='duckdb').transform(rename).sql('duckdb')})"
 
 
 #: Rough bytes one record takes in the scoring of random pairs (both sides of the join, with

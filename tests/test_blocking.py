@@ -18,7 +18,7 @@ from linkage.blocking import _pairs, block_pairs, check_blocking_budget
 from linkage.config import ProjectConfig, load_config
 from linkage.errors import BlockingBudgetError
 from linkage.link import load_records, predict_and_cluster
-from linkage.model import match_prior
+from linkage.model import _em_blocks, _m_from_em_pairs, _rule_sql, match_prior
 from linkage.pipeline import cluster_policy, load_model
 from tests.conftest import make_demo_project
 from tests.test_pipeline import run_steps
@@ -166,3 +166,36 @@ def test_a_rule_that_is_not_an_equi_join_is_refused(tmp_path: Path) -> None:
     con = _table([("r1", "A", "B", None)])
     with pytest.raises(BlockingBudgetError, match="cannot be checked"):
         _pairs(con, "records", "levenshtein(l.given_name, r.given_name) < 2")
+
+
+def test_pooled_m_counts_each_comparison_over_its_own_sessions_pairs(
+    published: tuple[ProjectConfig, Path],
+) -> None:
+    """m of a comparison = its levels' shares of the match probability summed over the pairs that
+    the EM sessions not blocked on its columns produce: here the names, which the session blocked
+    on given and family name cannot estimate, against a predict over the other sessions alone."""
+    config, parquet = published
+    model = load_model(config)
+    settings = json.loads(model.settings_path.read_text())
+    con = duckdb.connect()
+    load_records(con, [parquet])
+    rules = [_rule_sql(b) for b in _em_blocks(model.fields, model.identifier_schemes)]
+    pooled = _m_from_em_pairs(con, "records", settings, rules)
+    own = [r for r in rules if "given_name" not in r]
+    assert 0 < len(own) < len(rules)
+    alone = dict(settings, blocking_rules_to_generate_predictions=own)
+    pairs = Linker(DuckDBAPI(connection=con).register("records"), alone).inference.predict()
+    shares = dict(
+        con.sql(
+            "SELECT gamma_name, sum(match_probability) / sum(sum(match_probability)) OVER () "
+            f"FROM {pairs.physical_name} WHERE gamma_name >= 0 GROUP BY 1"
+        ).fetchall()
+    )
+    (comparison,) = [c for c in pooled["comparisons"] if c["output_column_name"] == "name"]
+    levels = [lv for lv in comparison["comparison_levels"] if not lv.get("is_null_level")]
+    compared = 0
+    for gamma, level in zip(range(len(levels) - 1, -1, -1), levels, strict=True):
+        if gamma in shares and "m_probability" in level:
+            assert level["m_probability"] == pytest.approx(shares[gamma], rel=1e-9)
+            compared += 1
+    assert compared >= 3
