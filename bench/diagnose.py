@@ -34,7 +34,7 @@ def main() -> None:
     ap.add_argument("project", type=Path)
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument(
-        "--agencies", default=None, help="only pairs of these two agencies, as 'a+b' (sorted)"
+        "--agencies", default=None, help="missed pairs of these two agencies only, as a+b (sorted)"
     )
     args = ap.parse_args()
     config = load_config(args.project / "linkage.yaml")
