@@ -25,7 +25,7 @@ from splink import DuckDBAPI, Linker
 from linkage.config import load_config
 from linkage.db import sql_str
 from linkage.link import load_records
-from linkage.model import load_model, register_tf_tables
+from linkage.model import level_weights, levels_by_gamma, load_model, register_tf_tables
 from linkage.publish import current_release
 
 
@@ -82,7 +82,7 @@ def main() -> None:
     labels = _level_labels(settings)
     (n_true,) = con.sql("SELECT count(*) FROM tp").fetchall()[0]
     print(f"true pairs {n_true:,}")
-    _m_against_truth(con, settings, gammas, labels)
+    _m_against_truth(con, settings, labels)
     print("\nmissed true pairs (records of one person in two published persons), by cause:")
     rows = con.sql("""
         SELECT CASE WHEN NOT t.candidate THEN 'not a candidate (no blocking rule)'
@@ -127,34 +127,30 @@ def load_records_from_table(con: duckdb.DuckDBPyConnection) -> None:
         load_records(con, [path])
 
 
-def _m_against_truth(con, settings: dict, gammas: list[str], labels: dict) -> None:
+def _m_against_truth(con, settings: dict, labels: dict) -> None:
     """Each level's m in the model beside its share of the true pairs (the m it should have)."""
     print("\nm per level: model / true pairs (non-null)")
-    for c, g in zip(settings["comparisons"], gammas, strict=True):
+    for c in settings["comparisons"]:
         name = c["output_column_name"]
-        levels = [lv for lv in c["comparison_levels"] if not lv.get("is_null_level")]
-        shares = dict(
-            con.sql(
-                f"SELECT {g}, count(*) / sum(count(*)) OVER () FROM tp WHERE {g} >= 0 GROUP BY 1"
-            ).fetchall()
-        )
-        for gamma, lv in zip(range(len(levels) - 1, -1, -1), levels, strict=True):
+        counts = level_weights(con, "tp", name, "1")
+        total = sum(counts.values()) or 1
+        for gamma, lv in levels_by_gamma(c):
             m = lv.get("m_probability")
             print(
                 f"  {name:<14} {labels[name][gamma][:60]:<60} "
-                f"{'-' if m is None else f'{m:.4f}':>8} {shares.get(gamma, 0.0):>8.4f}"
+                f"{'-' if m is None else f'{m:.4f}':>8} {counts.get(gamma, 0) / total:>8.4f}"
             )
 
 
 def _level_labels(settings: dict) -> dict[str, dict[int, str]]:
-    out = {}
-    for c in settings["comparisons"]:
-        levels = [lv for lv in c["comparison_levels"] if not lv.get("is_null_level")]
-        names = {-1: "null"}
-        for gamma, lv in zip(range(len(levels) - 1, -1, -1), levels, strict=True):
-            names[gamma] = lv.get("label_for_charts") or lv["sql_condition"][:40]
-        out[c["output_column_name"]] = names
-    return out
+    return {
+        c["output_column_name"]: {-1: "null"}
+        | {
+            g: lv.get("label_for_charts") or lv["sql_condition"][:40]
+            for g, lv in levels_by_gamma(c)
+        }
+        for c in settings["comparisons"]
+    }
 
 
 def _patterns(con, source: str, gammas: list[str], labels: dict, top: int) -> None:

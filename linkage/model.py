@@ -432,6 +432,35 @@ def _columns_read(sql: str) -> set[str]:
     return cols
 
 
+def levels_by_gamma(comparison: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    """A saved comparison's non-null levels with their ``gamma_`` value: Splink numbers them
+    from the top, n - 1 down to 0 for the else level."""
+    levels = [lv for lv in comparison["comparison_levels"] if not lv.get("is_null_level")]
+    return list(zip(range(len(levels) - 1, -1, -1), levels, strict=True))
+
+
+def _scoring_settings(settings: dict[str, Any], rules: list[str]) -> dict[str, Any]:
+    """``settings`` to score the pairs of ``rules`` with, keeping only the ``gamma_`` columns."""
+    scoring = copy.deepcopy(settings)
+    scoring["blocking_rules_to_generate_predictions"] = rules
+    # gamma_ columns still come out: they ride with retain_matching_columns, left on.
+    scoring["retain_intermediate_calculation_columns"] = False
+    scoring["additional_columns_to_retain"] = []
+    return scoring
+
+
+def level_weights(
+    con: duckdb.DuckDBPyConnection, pairs: str, name: str, weight: str, where: str = "true"
+) -> dict[int, float]:
+    """Sum of ``weight`` (SQL over a pair) per level of comparison ``name`` over ``pairs``."""
+    return dict(
+        con.sql(
+            f"SELECT gamma_{name}, sum({weight}) FROM {pairs} "
+            f"WHERE gamma_{name} >= 0 AND ({where}) GROUP BY 1"
+        ).fetchall()
+    )
+
+
 def _m_from_em_pairs(
     con: duckdb.DuckDBPyConnection, table: str, settings: dict[str, Any], rules: list[str]
 ) -> dict[str, Any]:
@@ -447,11 +476,7 @@ def _m_from_em_pairs(
     comparison counts those that one of its own sessions blocks.
     """
     settings = copy.deepcopy(settings)
-    scoring = copy.deepcopy(settings)
-    scoring["blocking_rules_to_generate_predictions"] = rules
-    scoring["retain_intermediate_calculation_columns"] = False
-    scoring["additional_columns_to_retain"] = []
-    linker = Linker(DuckDBAPI(connection=con).register(table), scoring)
+    linker = Linker(DuckDBAPI(connection=con).register(table), _scoring_settings(settings, rules))
     pairs = linker.inference.predict().physical_name
     for comparison in settings["comparisons"]:
         reads = set().union(
@@ -464,16 +489,15 @@ def _m_from_em_pairs(
         own = [_on_pair_columns(r) for r in rules if not _columns_read(r) & reads]
         if not own:
             continue  # every session was blocked on it: keep Splink's estimate
-        name = comparison["output_column_name"]
-        counts = dict(
-            con.sql(
-                f"SELECT gamma_{name}, sum(match_probability) FROM {pairs} "
-                f"WHERE gamma_{name} >= 0 AND coalesce({' OR '.join(own)}, false) GROUP BY 1"
-            ).fetchall()
+        counts = level_weights(
+            con,
+            pairs,
+            comparison["output_column_name"],
+            "match_probability",
+            f"coalesce({' OR '.join(own)}, false)",
         )
         total = sum(counts.values())
-        levels = [lv for lv in comparison["comparison_levels"] if not lv.get("is_null_level")]
-        for gamma_value, level in zip(range(len(levels) - 1, -1, -1), levels, strict=True):
+        for gamma_value, level in levels_by_gamma(comparison):
             if "m_probability" in level and counts.get(gamma_value) and total:
                 level["m_probability"] = counts[gamma_value] / total
     linker.table_management.delete_tables_created_by_splink_from_db()
@@ -518,11 +542,7 @@ def _u_from_random_pairs(
     # parts, each holding a share of the records (a pair never spans two parts).
     buckets = max(1, round(n * n / (2 * max_pairs)))
     parts = min(buckets, max(1, -(-n * _BYTES_PER_SCORED_RECORD // (memory_limit_bytes(con) // 4))))
-    scoring = copy.deepcopy(settings)
-    scoring["blocking_rules_to_generate_predictions"] = ["l._pair_bucket = r._pair_bucket"]
-    # gamma_ columns still come out: they ride with retain_matching_columns, left on.
-    scoring["retain_intermediate_calculation_columns"] = False
-    scoring["additional_columns_to_retain"] = []
+    scoring = _scoring_settings(settings, ["l._pair_bucket = r._pair_bucket"])
     weights: dict[str, dict[int, float]] = {
         c["output_column_name"]: {} for c in settings["comparisons"]
     }
@@ -538,10 +558,7 @@ def _u_from_random_pairs(
         )
         pairs = linker.inference.predict().physical_name
         for name, counts in weights.items():
-            for gamma_value, w in con.sql(
-                f"SELECT gamma_{name}, sum(1 - match_probability) FROM {pairs} "
-                f"WHERE gamma_{name} >= 0 GROUP BY 1"
-            ).fetchall():
+            for gamma_value, w in level_weights(con, pairs, name, "1 - match_probability").items():
                 counts[gamma_value] = counts.get(gamma_value, 0.0) + w
         linker.table_management.delete_tables_created_by_splink_from_db()
         con.execute("DROP VIEW __u_pairs")
@@ -552,9 +569,7 @@ def _u_from_random_pairs(
         total = sum(counts.values())
         if not total:
             continue  # no sampled pair holds this field on both sides: keep the first u
-        # Splink numbers the non-null levels from the top: n - 1 down to 0 for the else level.
-        levels = [lv for lv in comparison["comparison_levels"] if not lv.get("is_null_level")]
-        for gamma_value, level in zip(range(len(levels) - 1, -1, -1), levels, strict=True):
+        for gamma_value, level in levels_by_gamma(comparison):
             if "m_probability" not in level:
                 continue  # EM never saw a match here: leave the level to Splink's defaults
             # A level no non-matching pair in the sample reached is rarer than one in `total`:
