@@ -269,21 +269,19 @@ def check(config: ProjectConfig, intakes: list[Intake]) -> list[GateOutcome]:
 def same_as_last_published(
     config: ProjectConfig, run: RunContext, intakes: list[Intake]
 ) -> RunRecord | None:
-    """The last published run, if every extract now is byte-identical to the one it published
-    and what decides the links (model, thresholds, clustering rules) is unchanged (a duplicate
-    delivery, bad-inputs C1); else None. A full run never stops here."""
-    published = [r for r in runlog.history(config.paths.index_dir) if r.status == "published"]
-    if run.full or not published or current_release(config.paths.index_dir) is None:
+    """The run that published the current release, if every extract now is byte-identical to
+    the one it published and what decides the links (model, thresholds, clustering rules) is
+    unchanged (a duplicate delivery, bad-inputs C1); else None. A full run never stops here."""
+    _, last = current_run(config)
+    if run.full or last is None:
         return None
-    last = published[-1]
     before = {e.agency: e.sha256 for e in last.extracts if not e.rejected}
     now = {i.summary.agency: i.summary.sha256 for i in intakes if not i.summary.rejected}
     try:
         model = load_model(config)
     except ModelError:
         return None
-    matching = matching_fingerprint(model, cluster_policy(config), config.model.predict_threshold)
-    if None in now.values() or now != before or matching != last.matching:
+    if None in now.values() or now != before or matching(config, model) != last.matching:
         return None
     return last
 
@@ -362,6 +360,11 @@ def cluster_policy(config: ProjectConfig) -> ClusterPolicy:
     )
 
 
+def matching(config: ProjectConfig, model: ModelArtefact) -> str:
+    """The matching fingerprint of ``config`` with ``model`` (what decides the links)."""
+    return matching_fingerprint(model, cluster_policy(config), config.model.predict_threshold)
+
+
 def link(
     config: ProjectConfig,
     model: ModelArtefact,
@@ -370,8 +373,7 @@ def link(
 ) -> LinkResult:
     """Predict and cluster into the run's work database: incrementally against the current
     release when it was linked with the same model and rules (and the run is not a full one)."""
-    policy = cluster_policy(config)
-    fingerprint = matching_fingerprint(model, policy, config.model.predict_threshold)
+    fingerprint = matching(config, model)
     previous, last = current_run(config)
     incremental = (
         config.model.incremental
@@ -389,7 +391,7 @@ def link(
         result = predict_and_cluster(
             con,
             model,
-            policy,
+            cluster_policy(config),
             predict_threshold=config.model.predict_threshold,
             work_db=work_db,
             max_pairs_per_rule=config.model.max_pairs_per_rule,

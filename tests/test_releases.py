@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from linkage import pipeline
 from linkage.config import load_config
 from linkage.errors import PublishError
 from linkage.publish import current_release, releases, rollback
@@ -115,3 +116,27 @@ def test_rollback_switches_back_and_is_audited(three_runs: tuple[Path, list[str]
     assert bad.returncode != 0 and "no release 'nope'" in bad.stderr
     rollback(index, to=runs[-1])  # forward again to the newest
     assert current_release(index).stem == runs[-1]
+
+
+def test_after_a_rollback_a_repeated_delivery_is_judged_against_the_current_release(
+    three_runs: tuple[Path, list[str], dict],
+) -> None:
+    """The same files again are a no-op against the run that published the current release,
+    never against a newer run that was rolled back (whose release is not current)."""
+    path, runs, _ = three_runs
+    config = load_config(path)
+    rollback(config.paths.index_dir, to=runs[-2])
+    try:
+        run = pipeline.new_run(config)
+        intakes = []
+        for agency in config.agencies:
+            extracted = pipeline.extract(config, agency.name, run)
+            assert not isinstance(extracted, str)
+            validated = pipeline.validate(config, extracted, run)
+            intakes.append(pipeline.standardise(config, extracted, validated, run))
+        last = pipeline.same_as_last_published(config, run, intakes)
+        pipeline.close_run(config, run)
+        assert last is not None and last.run_id == runs[-2]
+        assert last.release == str(current_release(config.paths.index_dir))
+    finally:
+        rollback(config.paths.index_dir, to=runs[-1])
