@@ -124,7 +124,8 @@ def write_analyst_release(
 
 
 def _build(con: duckdb.DuckDBPyConnection, attributes: tuple[str, ...]) -> None:
-    # Each ID is hashed once, then joined in.
+    # Each ID is hashed once, then joined in: one join per statement, so that only one hash
+    # table is held at a time (it spills to disk under the memory limit; several do not).
     con.execute("""
         CREATE TEMP TABLE pp AS
         SELECT id, pseudonym('A', id) AS pseudonym FROM (
@@ -132,10 +133,11 @@ def _build(con: duckdb.DuckDBPyConnection, attributes: tuple[str, ...]) -> None:
             UNION SELECT person_id FROM src.lineage
             UNION SELECT related_person_id FROM src.lineage WHERE related_person_id IS NOT NULL)
     """)
-    con.execute(
-        "CREATE TEMP TABLE rp AS "
-        "SELECT record_key AS id, pseudonym('R', record_key) AS pseudonym FROM src.records"
-    )
+    con.execute("""
+        CREATE TEMP TABLE rp AS
+        SELECT r.record_key AS id, pseudonym('R', r.record_key) AS record, pp.pseudonym AS person
+        FROM src.records r JOIN pp ON pp.id = r.person_id
+    """)
     attrs = "".join(f", {ATTRIBUTES[a]} AS {a}" for a in attributes)
     con.execute(f"""
         CREATE TABLE out.persons AS
@@ -144,22 +146,26 @@ def _build(con: duckdb.DuckDBPyConnection, attributes: tuple[str, ...]) -> None:
     """)
     con.execute("""
         CREATE TABLE out.crosswalk AS
-        SELECT r.agency, rp.pseudonym AS record, pp.pseudonym AS person, r.dob_precision,
-               r.quality_flags
-        FROM src.records r JOIN rp ON rp.id = r.record_key JOIN pp ON pp.id = r.person_id
+        SELECT r.agency, rp.record, rp.person, r.dob_precision, r.quality_flags
+        FROM src.records r JOIN rp ON rp.id = r.record_key
         ORDER BY person, record
     """)
-    detail = detail_columns(con, "links", "src")
+    # A link's persons are its records' persons.
+    detail = "".join(", l." + c for c in detail_columns(con, "links", "src"))
+    con.execute(f"""
+        CREATE TEMP TABLE half AS
+        SELECT rp.person AS person_l, rp.record AS record_l, l.record_key_r, l.match_weight,
+               l.match_probability, l.linked, l.grade, l.veto {detail}
+        FROM src.links l JOIN rp ON rp.id = l.record_key_l
+    """)
     con.execute(f"""
         CREATE TABLE out.links AS
-        SELECT pl.pseudonym AS person_l, pr.pseudonym AS person_r, rl.pseudonym AS record_l,
-               rr.pseudonym AS record_r, l.match_weight, l.match_probability, l.linked, l.grade,
-               l.veto {"".join(", l." + c for c in detail)}
-        FROM src.links l
-        JOIN pp pl ON pl.id = l.person_id_l JOIN pp pr ON pr.id = l.person_id_r
-        JOIN rp rl ON rl.id = l.record_key_l JOIN rp rr ON rr.id = l.record_key_r
+        SELECT l.person_l, rp.person AS person_r, l.record_l, rp.record AS record_r,
+               l.match_weight, l.match_probability, l.linked, l.grade, l.veto {detail}
+        FROM half l JOIN rp ON rp.id = l.record_key_r
         ORDER BY record_l, record_r
     """)
+    con.execute("DROP TABLE half")
     con.execute("""
         CREATE TABLE out.lineage AS
         SELECT l.run_id, l.event, a.pseudonym AS person, b.pseudonym AS related_person, l.records

@@ -120,6 +120,20 @@ def needs_low_memory_blocking(con: duckdb.DuckDBPyConnection, table: str, rules:
     return rows * rules * _BYTES_PER_RECORD_AND_RULE > memory_limit_bytes(con) // 4
 
 
+#: Rough bytes a record takes on one side of a comparison (its columns and term frequencies).
+_BYTES_PER_COMPARED_RECORD = 600
+
+
+def scoring_parts(con: duckdb.DuckDBPyConnection, table: str, pairs: int) -> int:
+    """In how many parts to score ``pairs`` pairs of :func:`block_pairs` on ``table`` (by their
+    left record) so that the records one part compares fit in a quarter of the memory limit:
+    Splink holds both sides in hash tables at once, and they do not spill. A part's left records
+    are its share of the table; its right records, at worst one per pair."""
+    (rows,) = con.sql(f"SELECT count(*) FROM {table}").fetchall()[0]
+    need = (rows + pairs) * _BYTES_PER_COMPARED_RECORD
+    return max(1, -(-need // (memory_limit_bytes(con) // 4)))
+
+
 def block_pairs(
     con: duckdb.DuckDBPyConnection, table: str, key: str, rules: list[str], out: str
 ) -> int:

@@ -77,8 +77,9 @@ def _fingerprint_sql(alias: str, identifier_columns: list[str]) -> str:
 def delta(
     con: duckdb.DuckDBPyConnection, previous: Path, identifier_columns: list[str]
 ) -> dict[str, int]:
-    """Compare ``records`` with the previous release: tables ``__changed`` (new or changed record
-    keys) and ``__unchanged``; returns counts of new, changed, unchanged and deleted records."""
+    """Compare ``records`` with the previous release: tables ``changed_records`` (new or changed
+    record keys; kept in the work database for publishing) and ``__unchanged``; returns counts of
+    new, changed, unchanged and deleted records."""
     con.execute(f"ATTACH {sql_str(previous)} AS prev (READ_ONLY)")
     try:
         con.execute(f"""
@@ -96,12 +97,12 @@ def delta(
         SELECT record_key FROM __now_fp JOIN __prev_fp USING (record_key, fp)
     """)
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE __changed AS "
+        "CREATE OR REPLACE TABLE changed_records AS "
         "SELECT record_key FROM __now_fp ANTI JOIN __unchanged USING (record_key)"
     )
     (new, changed, unchanged, deleted) = con.sql("""
-        SELECT (SELECT count(*) FROM __changed ANTI JOIN __prev_fp USING (record_key)),
-               (SELECT count(*) FROM __changed SEMI JOIN __prev_fp USING (record_key)),
+        SELECT (SELECT count(*) FROM changed_records ANTI JOIN __prev_fp USING (record_key)),
+               (SELECT count(*) FROM changed_records SEMI JOIN __prev_fp USING (record_key)),
                (SELECT count(*) FROM __unchanged),
                (SELECT count(*) FROM __prev_fp ANTI JOIN __now_fp USING (record_key))
     """).fetchall()[0]
@@ -128,7 +129,7 @@ def predict_incremental(
         log_level=logging.WARNING,
     )
     register_tf_tables(con, db_api, linker, model)
-    for table, keys in (("__delta_records", "__changed"), ("__kept_records", "__unchanged")):
+    for table, keys in (("__delta_records", "changed_records"), ("__kept_records", "__unchanged")):
         con.execute(
             f"CREATE OR REPLACE TABLE {table} AS "
             f"SELECT * FROM records SEMI JOIN {keys} USING (record_key)"
@@ -171,7 +172,7 @@ def predict_incremental(
         """)
         con.execute("""
             CREATE OR REPLACE TEMP TABLE __seeds AS
-            SELECT record_key FROM __changed
+            SELECT record_key FROM changed_records
             UNION SELECT record_key_l FROM __scored UNION SELECT record_key_r FROM __scored
             UNION SELECT record_key FROM __previous_persons WHERE person_id IN (
                 SELECT person_id FROM prev.records ANTI JOIN __unchanged USING (record_key))
@@ -253,28 +254,24 @@ def split_known(
     """Split an agency's accepted rows: those ``release`` holds as delivered go to ``known`` as
     the release's standardised records (with their digest); the others to ``fresh`` (the rows,
     with their digest), to be standardised. Returns the number of known records."""
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE __rows AS SELECT *, {source_hash_sql(columns)} AS "
-        f"{SOURCE_HASH} FROM read_parquet({sql_str(accepted)})"
-    )
+    digest = source_hash_sql(columns)
+    rows = f"SELECT *, {digest} AS {SOURCE_HASH} FROM read_parquet({sql_str(accepted)})"
     if release is None:
-        con.execute(f"COPY __rows TO {sql_str(fresh)} (FORMAT parquet)")
-        con.execute("DROP TABLE __rows")
+        con.execute(f"COPY ({rows}) TO {sql_str(fresh)} (FORMAT parquet)")
         return 0
     con.execute(f"ATTACH {sql_str(release)} AS prev (READ_ONLY)")
     try:
         con.execute(
             f"COPY (SELECT r.* EXCLUDE (person_id) FROM prev.records r "
-            f"SEMI JOIN __rows USING ({SOURCE_HASH}) WHERE r.agency = ?) "
+            f"SEMI JOIN ({rows}) USING ({SOURCE_HASH}) WHERE r.agency = ?) "
             f"TO {sql_str(known)} (FORMAT parquet)",
             [agency],
         )
     finally:
         con.execute("DETACH prev")
     con.execute(
-        f"COPY (SELECT * FROM __rows ANTI JOIN read_parquet({sql_str(known)}) USING "
+        f"COPY (SELECT * FROM ({rows}) ANTI JOIN read_parquet({sql_str(known)}) USING "
         f"({SOURCE_HASH})) TO {sql_str(fresh)} (FORMAT parquet)"
     )
-    con.execute("DROP TABLE __rows")
     (n,) = con.sql(f"SELECT count(*) FROM read_parquet({sql_str(known)})").fetchall()[0]
     return int(n)

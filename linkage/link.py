@@ -19,6 +19,7 @@ from linkage.blocking import (
     check_blocking_budget,
     needs_low_memory_blocking,
     prediction_rules,
+    scoring_parts,
 )
 from linkage.cluster import ClusterPolicy, ClusterResult, PreviousClusters, cluster
 from linkage.db import quote, sql_str
@@ -43,18 +44,27 @@ class LinkResult:
     """Records new, changed, unchanged and deleted since the previous release (incremental)."""
     matching: str | None = None
     """The matching fingerprint (:func:`linkage.incremental.matching_fingerprint`)."""
+    base: Path | None = None
+    """The release an incremental run was linked against."""
 
 
-def load_records(con: duckdb.DuckDBPyConnection, standardised: Sequence[Path]) -> int:
+def load_records(
+    con: duckdb.DuckDBPyConnection, standardised: Sequence[Path], *, ordered: bool = False
+) -> int:
     """Union the standardised extracts into table ``records``, with each given name's variants
-    (:mod:`linkage.standardise.nicknames`); return its row count."""
+    (:mod:`linkage.standardise.nicknames`); return its row count.
+
+    ``ordered`` sorts them by record key, for training: it samples rows, and the same records in
+    the same order give the same model. Scoring does not depend on the order, and the sort is the
+    one step here that cannot run in a small memory limit."""
     files = ", ".join(sql_str(p) for p in standardised)
     nicknames = register_nicknames(con)
     con.execute(
         "CREATE OR REPLACE TABLE records AS "
         f"SELECT r.*, {variants_sql('r.given_name')} AS {VARIANTS_COLUMN} "
         f"FROM read_parquet([{files}], union_by_name=true) r "
-        f"LEFT JOIN {nicknames} n ON n.nickname = r.given_name ORDER BY r.record_key"
+        f"LEFT JOIN {nicknames} n ON n.nickname = r.given_name"
+        + (" ORDER BY r.record_key" if ordered else "")
     )
     return con.sql("SELECT count(*) FROM records").fetchall()[0][0]
 
@@ -91,20 +101,34 @@ def predict_and_cluster(
         )
         register_tf_tables(con, db_api, linker, model)
         rules = prediction_rules(model.settings_path)
+        parts = 0  # Splink blocks and scores in one statement
         if needs_low_memory_blocking(con, "records", len(rules)):
             n = block_pairs(con, "records", "record_key", rules, "__blocked_pairs")
-            log.info("blocked %d candidate pairs one rule at a time (low memory)", n)
-            linker.table_management.register_blocked_pairs_for_predict(
-                db_api.register("__blocked_pairs")
+            parts = scoring_parts(con, "records", n)
+            log.info(
+                "blocked %d candidate pairs one rule at a time (low memory); scoring them in "
+                "%d part(s)", n, parts,
+            )  # fmt: skip
+        for part in range(max(parts, 1)):
+            if parts:
+                con.execute(
+                    "CREATE OR REPLACE TABLE __blocked_part AS SELECT * FROM __blocked_pairs "
+                    f"WHERE hash(join_key_l) % {parts} = {part}"
+                )
+                linker.table_management.register_blocked_pairs_for_predict(
+                    db_api.register("__blocked_part")
+                )
+            predictions = linker.inference.predict(threshold_match_probability=predict_threshold)
+            details = ", ".join(quote(c) for c in detail_columns(con, predictions.physical_name))
+            select = f"SELECT {', '.join(PAIR_KEYS)}, {details} FROM {predictions.physical_name}"
+            con.execute(
+                f"CREATE OR REPLACE TABLE pairs AS {select}"
+                if part == 0
+                else f"INSERT INTO pairs {select}"
             )
-        predictions = linker.inference.predict(threshold_match_probability=predict_threshold)
-        details = ", ".join(quote(c) for c in detail_columns(con, predictions.physical_name))
-        con.execute(
-            f"CREATE OR REPLACE TABLE pairs AS SELECT {', '.join(PAIR_KEYS)}, {details} "
-            f"FROM {predictions.physical_name}"
-        )
+            predictions.drop_table_from_database_and_remove_from_cache()
         linker.table_management.delete_tables_created_by_splink_from_db()
-        con.execute("DROP TABLE IF EXISTS __blocked_pairs")
+        con.execute("DROP TABLE IF EXISTS __blocked_pairs; DROP TABLE IF EXISTS __blocked_part")
     else:
         changes = delta(con, previous, list(identifier_columns))
         log.info("changes since the previous release: %s", changes)
@@ -120,6 +144,7 @@ def predict_and_cluster(
         clustered,
         mode="full" if previous is None else "incremental",
         changes=changes,
+        base=previous,
     )
     log.info(
         "linked %d records (%s): %d scored pairs, %d links (%d on trusted numbers), %d vetoed, "

@@ -323,7 +323,7 @@ def train(config: ProjectConfig, standardised: list[Path], run: RunContext) -> M
     """Train a new model version on the standardised records of this run."""
     con = connect(run.run_dir / "train.duckdb", config)
     try:
-        load_records(con, standardised)
+        load_records(con, standardised, ordered=True)
         return train_model(con, "records", config)
     finally:
         con.close()
@@ -448,8 +448,9 @@ def publish_run(config: ProjectConfig, run_record: RunRecord, linked: LinkResult
     con = connect(linked.work_db, config)
     try:
         published: PublishResult = publish(
-            con, config.paths.index_dir, run_record, history, keep=config.releases.keep
-        )
+            con, config.paths.index_dir, run_record, history, keep=config.releases.keep,
+            base=linked.base,
+        )  # fmt: skip
     finally:
         con.close()
     if analyst is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -152,12 +153,16 @@ def publish(
     run: RunRecord,
     history: list[RunRecord],
     keep: int = 7,
+    base: Path | None = None,
 ) -> PublishResult:
     """Write the release from the work tables ``records``, ``pairs`` and ``clusters``, then switch.
 
     ``run`` is this run's record (status published); ``history`` the earlier runs of the run log,
     which fill the release's ``runs`` and ``extracts`` tables together with this one. The newest
-    ``keep`` releases are kept.
+    ``keep`` releases are kept. ``base`` is the release an incremental run was linked against
+    (its ``changed_records`` are the records that changed since): when it is still the current
+    one, the new release is a copy of it with the changes written in (the same tables as a whole
+    new release, tested), not a whole new one.
 
     Raises:
         PublishError: when the books do not balance or the release would be inconsistent.
@@ -172,9 +177,15 @@ def publish(
     for stale in (partial, partial.with_name(partial.name + ".wal")):
         stale.unlink(missing_ok=True)
     previous = current_release(index_dir)
+    update = previous is not None and base is not None and previous == base.resolve()
+    if update:
+        assert previous is not None
+        log.info("publishing the changes since %s", previous.name)
+        shutil.copyfile(previous, partial)
+        os.chmod(partial, 0o600)
     con.execute(f"ATTACH {sql_str(partial)} AS rel")
     try:
-        _build_release(con, run, previous)
+        _build_release(con, run, previous, update)
         records, persons, links = con.sql(
             "SELECT (SELECT count(*) FROM rel.records), (SELECT count(*) FROM rel.persons), "
             "(SELECT count(*) FROM rel.links WHERE linked)"
@@ -203,7 +214,9 @@ def publish(
     return PublishResult(final, index_dir / CURRENT, records, persons, links, done)
 
 
-def _build_release(con: duckdb.DuckDBPyConnection, run: RunRecord, previous: Path | None) -> None:
+def _build_release(
+    con: duckdb.DuckDBPyConnection, run: RunRecord, previous: Path | None, update: bool
+) -> None:
     if previous is not None:
         con.execute(f"ATTACH {sql_str(previous)} AS prev (READ_ONLY)")
     try:
@@ -211,59 +224,136 @@ def _build_release(con: duckdb.DuckDBPyConnection, run: RunRecord, previous: Pat
     finally:
         if previous is not None:
             con.execute("DETACH prev")
+    # Each record's person (narrow: the records themselves are joined in only where written).
     con.execute(
-        "CREATE TABLE rel.lineage AS SELECT * FROM lineage ORDER BY run_id, event, person_id"
+        "CREATE OR REPLACE TEMP TABLE __person_of AS "
+        "SELECT c.record_key, m.person_id FROM clusters c JOIN person_map m USING (cluster_id)"
     )
-    con.execute(f"""
-        CREATE TABLE rel.records AS
-        SELECT p.person_id, r.* EXCLUDE ({VARIANTS_COLUMN})
-        FROM records r
-        JOIN clusters c USING (record_key)
-        JOIN person_map p USING (cluster_id)
-        ORDER BY p.person_id, r.record_key
-    """)
-    # Survivorship: each attribute is the value held by most of the person's records;
-    # ties go to the value from the alphabetically first agency, then the smallest value.
-    # One small table per attribute (hash aggregates, which spill to disk under the memory limit).
-    for a in PERSON_ATTRIBUTES:
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE best_{a} AS
-            SELECT person_id, arg_min({a}, (-n, ag, {a})) AS {a} FROM (
-                SELECT person_id, {a}, count(*) AS n, min(agency) AS ag
-                FROM rel.records WHERE {a} IS NOT NULL GROUP BY ALL)
-            GROUP BY person_id
-        """)
-    con.execute(f"""
-        CREATE TABLE rel.persons AS
-        SELECT p.person_id, p.record_count, p.agency_count, p.agencies,
-               {", ".join(f"best_{a}.{a}" for a in PERSON_ATTRIBUTES)}
-        FROM (
-            SELECT person_id, sum(n)::BIGINT AS record_count, count(*) AS agency_count,
-                   list_sort(list(agency)) AS agencies
-            FROM (SELECT person_id, agency, count(*) AS n FROM rel.records GROUP BY ALL)
-            GROUP BY person_id
-        ) p
-        {" ".join(f"LEFT JOIN best_{a} USING (person_id)" for a in PERSON_ATTRIBUTES)}
-        ORDER BY p.person_id
-    """)
-    con.execute("; ".join(f"DROP TABLE best_{a}" for a in PERSON_ATTRIBUTES))
-    detail_cols = detail_columns(con, "pairs")
-    details = "".join(f", p.{quote(c)}" for c in detail_cols)
-    con.execute(
-        f"""
-        CREATE TABLE rel.links AS
-        SELECT rl.person_id AS person_id_l, rr.person_id AS person_id_r,
+    if update:
+        _write_changes(con)
+    else:
+        con.execute(f"CREATE TABLE rel.records AS {_records_sql()} ORDER BY person_id, record_key")
+        _persons(con, "CREATE TABLE rel.persons AS")
+        con.execute(f"CREATE TABLE rel.links AS {_links_sql(con)} ORDER BY 3, 4")
+        con.execute("CREATE TABLE rel.lineage AS SELECT * FROM lineage ORDER BY ALL")
+        con.execute(
+            "CREATE VIEW rel.crosswalk AS SELECT agency, source_record_id, person_id FROM records"
+        )
+    for t in ("runs", "extracts"):
+        con.execute(f"DROP TABLE IF EXISTS rel.{t}")
+    con.execute("DROP TABLE __person_of")
+
+
+def _records_sql(where: str = "") -> str:
+    """The release's records (with their person), from the work tables."""
+    return (
+        f"SELECT p.person_id, r.* EXCLUDE ({VARIANTS_COLUMN}) FROM records r "
+        f"JOIN __person_of p USING (record_key) {where}"
+    )
+
+
+def _links_sql(con: duckdb.DuckDBPyConnection, where: str = "") -> str:
+    """The release's links (the scored pairs with their decisions and persons)."""
+    details = "".join(f", p.{quote(c)}" for c in detail_columns(con, "pairs"))
+    return f"""
+        SELECT l.person_id AS person_id_l, r.person_id AS person_id_r,
                p.record_key_l, p.record_key_r, p.match_weight, p.match_probability,
                p.linked, p.grade, p.veto {details}
         FROM pairs p
-        JOIN rel.records rl ON rl.record_key = p.record_key_l
-        JOIN rel.records rr ON rr.record_key = p.record_key_r
-        ORDER BY p.record_key_l, p.record_key_r
-        """
+        JOIN __person_of l ON l.record_key = p.record_key_l
+        JOIN __person_of r ON r.record_key = p.record_key_r {where}
+    """
+
+
+def _persons(con: duckdb.DuckDBPyConnection, write: str, only: str = "") -> None:
+    """Write (``write``: the start of a CREATE or INSERT) the persons of ``rel.records`` (those in
+    table ``only``, or all), each with the best known value of each attribute."""
+    subset = f"WHERE person_id IN (SELECT person_id FROM {only})" if only else ""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE __persons AS
+        SELECT person_id, sum(n)::BIGINT AS record_count, count(*) AS agency_count,
+               list_sort(list(agency)) AS agencies
+        FROM (SELECT person_id, agency, count(*) AS n FROM rel.records {subset} GROUP BY ALL)
+        GROUP BY person_id
+    """)
+    # Survivorship: each attribute is the value held by most of the person's records;
+    # ties go to the value from the alphabetically first agency, then the smallest value.
+    # One attribute per statement, so that only one hash table is held at a time (they spill to
+    # disk under the memory limit; five joins in one statement hold all five).
+    for a in PERSON_ATTRIBUTES:
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE __persons AS
+            SELECT p.*, b.{a} FROM __persons p LEFT JOIN (
+                SELECT person_id, arg_min({a}, (-n, ag, {a})) AS {a} FROM (
+                    SELECT person_id, {a}, count(*) AS n, min(agency) AS ag
+                    FROM rel.records WHERE {a} IS NOT NULL {subset.replace("WHERE", "AND")}
+                    GROUP BY ALL)
+                GROUP BY person_id) b USING (person_id)
+        """)
+    con.execute(f"{write} SELECT * FROM __persons ORDER BY person_id")
+    con.execute("DROP TABLE __persons")
+
+
+def _write_changes(con: duckdb.DuckDBPyConnection) -> None:
+    """Turn ``rel`` (a copy of the release the run was linked against) into this run's release:
+    rewrite the records that changed (content or person) or went, the persons they were or are
+    in, the links whose pair, score, decision or persons changed, and add this run's lineage."""
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE __touched AS
+        SELECT record_key FROM changed_records
+        UNION SELECT record_key FROM rel.records ANTI JOIN __person_of USING (record_key)
+        UNION SELECT record_key FROM rel.records r JOIN __person_of p USING (record_key)
+              WHERE p.person_id <> r.person_id
+    """)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE __touched_persons AS
+        SELECT person_id FROM rel.records SEMI JOIN __touched USING (record_key)
+        UNION SELECT person_id FROM __person_of SEMI JOIN __touched USING (record_key)
+    """)
+    con.execute("DELETE FROM rel.records WHERE record_key IN (SELECT record_key FROM __touched)")
+    con.execute(
+        "INSERT INTO rel.records "
+        + _records_sql("WHERE record_key IN (SELECT record_key FROM __touched)")
+        + " ORDER BY person_id, record_key"
     )
     con.execute(
-        "CREATE VIEW rel.crosswalk AS SELECT agency, source_record_id, person_id FROM records"
+        "DELETE FROM rel.persons WHERE person_id IN (SELECT person_id FROM __touched_persons)"
     )
+    _persons(con, "INSERT INTO rel.persons", only="__touched_persons")
+    # A link is written again when it is new, gone, or differs in anything but its levels and
+    # weights per comparison (a pair of unchanged records has the same ones).
+    keys = "record_key_l, record_key_r"
+    compared = "person_id_l, person_id_r, match_weight, match_probability, linked, grade, veto"
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE __links_now AS
+        SELECT {keys}, {compared} FROM ({_links_sql(con)})
+    """)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE __links_touched AS
+        SELECT {keys} FROM (
+            SELECT {keys}, {compared} FROM __links_now
+            EXCEPT SELECT {keys}, {compared} FROM rel.links)
+        UNION SELECT {keys} FROM rel.links ANTI JOIN __links_now USING ({keys})
+        UNION SELECT {keys} FROM __links_now
+              WHERE record_key_l IN (SELECT record_key FROM changed_records)
+                 OR record_key_r IN (SELECT record_key FROM changed_records)
+    """)
+    con.execute(
+        "DELETE FROM rel.links USING __links_touched t WHERE "
+        "links.record_key_l = t.record_key_l AND links.record_key_r = t.record_key_r"
+    )
+    con.execute(
+        f"INSERT INTO rel.links {_links_sql(con)} "
+        f"SEMI JOIN __links_touched t USING ({keys}) ORDER BY 3, 4"
+    )
+    con.execute("INSERT INTO rel.lineage SELECT * FROM lineage_new ORDER BY ALL")
+    counts = con.sql(
+        "SELECT (SELECT count(*) FROM __touched), (SELECT count(*) FROM __touched_persons), "
+        "(SELECT count(*) FROM __links_touched)"
+    ).fetchall()[0]
+    log.info("wrote %d records, %d persons and %d links that changed into a copy of it", *counts)
+    for t in ("__touched", "__touched_persons", "__links_now", "__links_touched"):
+        con.execute(f"DROP TABLE {t}")
 
 
 def _write_run_tables(con: duckdb.DuckDBPyConnection, runs: list[RunRecord]) -> None:

@@ -105,14 +105,17 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> tuple[ProjectConfig, 
     return config, parquet
 
 
+@pytest.mark.parametrize("parts", [1, 3])
 def test_low_memory_blocking_scores_the_same_pairs_as_splink(
     published: tuple[ProjectConfig, Path],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    parts: int,
 ) -> None:
     config, parquet = published
     model, policy = load_model(config), cluster_policy(config)
+    monkeypatch.setattr(link, "scoring_parts", lambda *_: parts)
     scored = {}
     for low in (False, True):
         monkeypatch.setattr(link, "needs_low_memory_blocking", lambda *_, low=low: low)
@@ -126,6 +129,7 @@ def test_low_memory_blocking_scores_the_same_pairs_as_splink(
                 ).fetchall()
             )
         assert ("one rule at a time" in caplog.text) == low
+    assert f"scoring them in {parts} part(s)" in caplog.text
     assert scored[True] == scored[False] and len(scored[True]) > 100
 
 

@@ -11,7 +11,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from linkage import runlog
 from linkage.config import load_config
+from linkage.publish import RELEASES, publish, switch_current
 from linkage.runlog import RunRecord
 from tests.conftest import make_demo_project
 from tests.test_pipeline import run_steps
@@ -148,3 +150,59 @@ def test_deleted_records_leave_the_index(twins: tuple[RunRecord, RunRecord, int]
         (records,) = con.sql("SELECT count(*) FROM records").fetchall()[0]
     assert records == incremental.records
     assert retired >= 1  # persons left with no record are retired in the lineage
+
+
+# What re-clustering can also do to records that did not change: move some to another person
+# (a merge; the cluster keeps its smallest record key as its id) and change decisions on pairs.
+_MOVES = """
+    CREATE TEMP TABLE unchanged AS
+    SELECT record_key FROM records ANTI JOIN changed_records USING (record_key);
+    UPDATE clusters SET cluster_id = (SELECT min(record_key) FROM records)
+    WHERE record_key IN (SELECT record_key FROM unchanged ORDER BY hash(record_key) LIMIT 5);
+    UPDATE pairs SET linked = NOT linked, grade = 'probable'
+    WHERE record_key_l || '|' || record_key_r IN (
+        SELECT record_key_l || '|' || record_key_r FROM pairs
+        WHERE record_key_l IN (FROM unchanged) AND record_key_r IN (FROM unchanged)
+        ORDER BY hash(record_key_l) LIMIT 5);
+"""
+
+
+def test_an_incremental_release_is_the_previous_one_with_the_changes_written_in(
+    twins: tuple[RunRecord, RunRecord, int], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The incremental run's work tables, published as changes to a copy of the release they
+    were linked against and as a whole new release, give the same tables, row for row."""
+    incremental, _, _ = twins
+    config = load_config(Path(incremental.config_path))
+    runs = runlog.history(config.paths.index_dir)
+    history = [r for r in runs if r.run_id != incremental.run_id]
+    assert history[-1].release is not None
+    base = Path(history[-1].release)
+    released = {}
+    for update in (True, False):
+        index = tmp_path / f"index-{update}"
+        (index / RELEASES).mkdir(parents=True)
+        shutil.copy(base, index / RELEASES / base.name)
+        switch_current(index, index / RELEASES / base.name)
+        work = tmp_path / f"work-{update}.duckdb"
+        shutil.copy(config.paths.work_dir / incremental.run_id / "work.duckdb", work)
+        with duckdb.connect(str(work)) as con, caplog.at_level("INFO", "linkage.publish"):
+            con.execute(_MOVES)
+            based = index / RELEASES / base.name if update else None
+            released[update] = publish(con, index, incremental, history, base=based).release_path
+        written = [m for m in caplog.messages if "into a copy of it" in m]
+        assert bool(written) == update
+        if update:  # only what changed was written
+            records = int(written[0].split()[1])
+            assert 0 < records < 0.1 * incremental.records  # type: ignore[operator]
+        caplog.clear()
+    with duckdb.connect() as con:
+        con.execute(f"ATTACH '{released[True]}' AS a (READ_ONLY)")
+        con.execute(f"ATTACH '{released[False]}' AS b (READ_ONLY)")
+        for table in ("records", "persons", "links", "lineage", "runs", "extracts", "crosswalk"):
+            counts = con.sql(f"""
+                SELECT (SELECT count(*) FROM a.{table}), (SELECT count(*) FROM b.{table}),
+                       (SELECT count(*) FROM (FROM a.{table} EXCEPT ALL FROM b.{table})),
+                       (SELECT count(*) FROM (FROM b.{table} EXCEPT ALL FROM a.{table}))
+            """).fetchall()[0]
+            assert counts[0] == counts[1] > 0 and counts[2:] == (0, 0), (table, counts)
