@@ -128,10 +128,14 @@ def scoring_parts(con: duckdb.DuckDBPyConnection, table: str, pairs: int) -> int
     """In how many parts to score ``pairs`` pairs of :func:`block_pairs` on ``table`` (by their
     left record) so that the records one part compares fit in a quarter of the memory limit:
     Splink holds both sides in hash tables at once, and they do not spill. A part's left records
-    are its share of the table; its right records, at worst one per pair."""
+    are its share of the table; its right records, at worst all of them, or one per pair."""
     (rows,) = con.sql(f"SELECT count(*) FROM {table}").fetchall()[0]
-    need = (rows + pairs) * _BYTES_PER_COMPARED_RECORD
-    return max(1, -(-need // (memory_limit_bytes(con) // 4)))
+    budget = memory_limit_bytes(con) // 4
+    every = rows * _BYTES_PER_COMPARED_RECORD
+    one_per_pair = -(-(rows + pairs) * _BYTES_PER_COMPARED_RECORD // budget)
+    if every >= budget:
+        return max(1, one_per_pair)
+    return max(1, min(one_per_pair, -(-every // (budget - every))))
 
 
 def block_pairs(
