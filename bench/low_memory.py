@@ -1,9 +1,12 @@
 """Run the demo pipeline under a small DuckDB memory limit and report whether it completes.
 
-Usage: ``.venv/bin/python bench/low_memory.py [--persons N] [--memory-limit 100MB] [--out DIR]``
+Usage: ``.venv/bin/python bench/low_memory.py [--persons N] [--memory-limit 100MB] [--threads T]
+[--train-at 4GB] [--out DIR]``
 
-Generates the demo extracts for N persons, sets ``duckdb.memory_limit`` in the project file, and
-runs the library steps once (training included: the first run). Prints the size of the
+Generates the demo extracts for N persons, sets ``duckdb.memory_limit`` (and ``threads``) in the
+project file, and runs the library steps once (training included: the first run); with
+``--train-at``, a first run under that limit trains the model and the measured run is a nightly
+run with the saved model. Prints the size of the
 extracts beside the limit, seconds per step, the most the spill folder held (sampled every
 second) and the process's peak RSS, or the step that ran out of memory.
 """
@@ -34,19 +37,30 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--persons", type=int, default=100_000)
     ap.add_argument("--memory-limit", default="100MB")
+    ap.add_argument("--threads", type=int, default=None, help="duckdb.threads (default: as is)")
+    ap.add_argument("--train-at", default=None, help="train first under this memory limit")
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--out", type=Path, default=None, help="work folder (default: a temp dir)")
     args = ap.parse_args()
     root = args.out or Path(tempfile.mkdtemp(prefix="linkage-lowmem-"))
     path = write_demo_project(root, persons=args.persons, seed=args.seed)
-    path.write_text(
-        re.sub(r"memory_limit: .*", f"memory_limit: {args.memory_limit}", path.read_text())
-    )
+
+    def limit(memory: str) -> None:
+        text = re.sub(r"memory_limit: .*", f"memory_limit: {memory}", path.read_text())
+        if args.threads:
+            text = re.sub(r"threads: .*", f"threads: {args.threads}", text)
+        path.write_text(text)
+
+    if args.train_at:
+        limit(args.train_at)
+        timed_run(load_config(path), full=True)
+    limit(args.memory_limit)
     config = load_config(path)
     extracts = _folder_bytes(root / "data") - _folder_bytes(root / "data" / "truth.csv")
     print(
         f"persons={args.persons} extracts={extracts / 1e6:.1f} MB "
-        f"duckdb.memory_limit={config.duckdb.memory_limit} load={os.getloadavg()}",
+        f"duckdb.memory_limit={config.duckdb.memory_limit} threads={config.duckdb.threads} "
+        f"model={'saved' if args.train_at else 'trained in this run'} load={os.getloadavg()}",
         flush=True,
     )
     spill, done = [0], threading.Event()

@@ -37,6 +37,7 @@ threshold, vetoed or refused; the pairs a clerical review would look at).
 from __future__ import annotations
 
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -185,6 +186,18 @@ def cluster(
     clustering everything gives.
     """
     c = conflict_sql("a", "b", policy, "p.match_probability")
+    # One join per statement (each hash table then spills under the memory limit): each pair
+    # takes the columns the checks read of its left record, then of its right one, as structs
+    # ``a`` and ``b`` (so that the checks' a.x and b.x read them).
+    read = sorted(set(re.findall(r"\b[ab]\.(\w+)", " ".join(c.values()))))
+    for side, key, source in (("a", "record_key_l", "pairs"), ("b", "record_key_r", "__side_a")):
+        fields = ", ".join(f"{x} := {side}.{x}" for x in read)
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE __side_{side} AS
+            SELECT p.record_key_l, p.record_key_r, p.match_weight, p.match_probability
+                   {", p.a" if side == "b" else ""}, struct_pack({fields}) AS {side}
+            FROM {source} p JOIN records {side} ON {side}.record_key = p.{key}
+        """)
     con.execute(f"""
         CREATE OR REPLACE TABLE decisions AS
         SELECT p.record_key_l, p.record_key_r, p.match_weight, p.match_probability,
@@ -192,10 +205,9 @@ def cluster(
                CASE WHEN {c["identifier_conflict"]} THEN 'identifier_conflict'
                     WHEN {c["date_of_birth_conflict"]} THEN 'date_of_birth_conflict'
                     WHEN {c["given_name_conflict"]} THEN 'given_name_conflict' END AS veto
-        FROM pairs p
-        JOIN records a ON a.record_key = p.record_key_l
-        JOIN records b ON b.record_key = p.record_key_r
+        FROM __side_b p
     """)
+    con.execute("DROP TABLE __side_a; DROP TABLE __side_b")
     con.execute(
         "ALTER TABLE decisions ADD COLUMN linked BOOLEAN; "
         "UPDATE decisions SET linked = veto IS NULL AND (shared_id OR match_probability >= ?), "
@@ -225,11 +237,17 @@ def cluster(
         )
         con.execute(f"DROP TABLE {nodes}; DROP TABLE {previous.persons}")
 
+    # Written into the pairs in place: a join writing the whole (wide) pairs again holds its
+    # hash table and a row group of wide rows at once, which a small memory limit cannot.
     con.execute(
-        "CREATE OR REPLACE TABLE pairs AS "
-        "SELECT p.*, d.linked, CASE WHEN d.linked AND (d.shared_id OR d.match_probability >= ?) "
-        "THEN 'certain' WHEN d.linked THEN 'probable' ELSE 'possible' END AS grade, d.veto "
-        "FROM pairs p JOIN decisions d USING (record_key_l, record_key_r)",
+        "ALTER TABLE pairs ADD COLUMN linked BOOLEAN; ALTER TABLE pairs ADD COLUMN grade VARCHAR; "
+        "ALTER TABLE pairs ADD COLUMN veto VARCHAR"
+    )
+    con.execute(
+        "UPDATE pairs SET linked = d.linked, veto = d.veto, grade = CASE WHEN d.linked AND "
+        "(d.shared_id OR d.match_probability >= ?) THEN 'certain' WHEN d.linked THEN 'probable' "
+        "ELSE 'possible' END FROM decisions d "
+        "WHERE pairs.record_key_l = d.record_key_l AND pairs.record_key_r = d.record_key_r",
         [policy.certain_threshold],
     )
     grades = dict(con.sql("SELECT grade, count(*) FROM pairs GROUP BY 1").fetchall())

@@ -224,11 +224,22 @@ def _build_release(
     finally:
         if previous is not None:
             con.execute("DETACH prev")
-    # Each record's person (narrow: the records themselves are joined in only where written).
+    # Each record's person, and each pair's two (narrow, one join per statement: the records
+    # and pairs themselves are joined in only where written).
     con.execute(
         "CREATE OR REPLACE TEMP TABLE __person_of AS "
         "SELECT c.record_key, m.person_id FROM clusters c JOIN person_map m USING (cluster_id)"
     )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE __pair_l AS SELECT p.record_key_l, p.record_key_r, "
+        "o.person_id AS person_id_l FROM pairs p "
+        "JOIN __person_of o ON o.record_key = p.record_key_l"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE __pair_persons AS SELECT p.*, o.person_id AS person_id_r "
+        "FROM __pair_l p JOIN __person_of o ON o.record_key = p.record_key_r"
+    )
+    con.execute("DROP TABLE __pair_l")
     if update:
         _write_changes(con)
     else:
@@ -241,7 +252,7 @@ def _build_release(
         )
     for t in ("runs", "extracts"):
         con.execute(f"DROP TABLE IF EXISTS rel.{t}")
-    con.execute("DROP TABLE __person_of")
+    con.execute("DROP TABLE __person_of; DROP TABLE __pair_persons")
 
 
 def _records_sql(where: str = "") -> str:
@@ -256,12 +267,10 @@ def _links_sql(con: duckdb.DuckDBPyConnection, where: str = "") -> str:
     """The release's links (the scored pairs with their decisions and persons)."""
     details = "".join(f", p.{quote(c)}" for c in detail_columns(con, "pairs"))
     return f"""
-        SELECT l.person_id AS person_id_l, r.person_id AS person_id_r,
+        SELECT o.person_id_l, o.person_id_r,
                p.record_key_l, p.record_key_r, p.match_weight, p.match_probability,
                p.linked, p.grade, p.veto {details}
-        FROM pairs p
-        JOIN __person_of l ON l.record_key = p.record_key_l
-        JOIN __person_of r ON r.record_key = p.record_key_r {where}
+        FROM pairs p JOIN __pair_persons o USING (record_key_l, record_key_r) {where}
     """
 
 
