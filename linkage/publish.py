@@ -277,12 +277,12 @@ def _links_sql(con: duckdb.DuckDBPyConnection, where: str = "") -> str:
 def _persons(con: duckdb.DuckDBPyConnection, write: str, only: str = "") -> None:
     """Write (``write``: the start of a CREATE or INSERT) the persons of ``rel.records`` (those in
     table ``only``, or all), each with the best known value of each attribute."""
-    subset = f"WHERE person_id IN (SELECT person_id FROM {only})" if only else ""
+    among = f"person_id IN (SELECT person_id FROM {only})" if only else "true"
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE __persons AS
         SELECT person_id, sum(n)::BIGINT AS record_count, count(*) AS agency_count,
                list_sort(list(agency)) AS agencies
-        FROM (SELECT person_id, agency, count(*) AS n FROM rel.records {subset} GROUP BY ALL)
+        FROM (SELECT person_id, agency, count(*) AS n FROM rel.records WHERE {among} GROUP BY ALL)
         GROUP BY person_id
     """)
     # Survivorship: each attribute is the value held by most of the person's records;
@@ -295,7 +295,7 @@ def _persons(con: duckdb.DuckDBPyConnection, write: str, only: str = "") -> None
             SELECT p.*, b.{a} FROM __persons p LEFT JOIN (
                 SELECT person_id, arg_min({a}, (-n, ag, {a})) AS {a} FROM (
                     SELECT person_id, {a}, count(*) AS n, min(agency) AS ag
-                    FROM rel.records WHERE {a} IS NOT NULL {subset.replace("WHERE", "AND")}
+                    FROM rel.records WHERE {a} IS NOT NULL AND {among}
                     GROUP BY ALL)
                 GROUP BY person_id) b USING (person_id)
         """)
