@@ -101,22 +101,24 @@ def predict_and_cluster(
         )
         register_tf_tables(con, db_api, linker, model)
         rules = prediction_rules(model.settings_path)
-        parts = 0  # Splink blocks and scores in one statement
-        if needs_low_memory_blocking(con, "records", len(rules)):
+        low_memory = needs_low_memory_blocking(con, "records", len(rules))
+        parts = 1
+        if low_memory:
             n = block_pairs(con, "records", "record_key", rules, "__blocked_pairs")
             parts = scoring_parts(con, "records", n)
             log.info(
                 "blocked %d candidate pairs one rule at a time (low memory); scoring them in "
                 "%d part(s)", n, parts,
             )  # fmt: skip
-        for part in range(max(parts, 1)):
-            if parts:
+        for part in range(parts):
+            if parts > 1:
                 con.execute(
                     "CREATE OR REPLACE TABLE __blocked_part AS SELECT * FROM __blocked_pairs "
                     f"WHERE hash(join_key_l) % {parts} = {part}"
                 )
+            if low_memory:  # else Splink blocks and scores in one statement
                 linker.table_management.register_blocked_pairs_for_predict(
-                    db_api.register("__blocked_part")
+                    db_api.register("__blocked_part" if parts > 1 else "__blocked_pairs")
                 )
             predictions = linker.inference.predict(threshold_match_probability=predict_threshold)
             details = ", ".join(quote(c) for c in detail_columns(con, predictions.physical_name))

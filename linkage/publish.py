@@ -177,11 +177,10 @@ def publish(
     for stale in (partial, partial.with_name(partial.name + ".wal")):
         stale.unlink(missing_ok=True)
     previous = current_release(index_dir)
-    update = previous is not None and base is not None and previous == base.resolve()
-    if update:
-        assert previous is not None
-        log.info("publishing the changes since %s", previous.name)
-        shutil.copyfile(previous, partial)
+    update = base is not None and base.resolve() == previous
+    if base is not None and update:
+        log.info("publishing the changes since %s", base.name)
+        shutil.copyfile(base, partial)
         os.chmod(partial, 0o600)
     con.execute(f"ATTACH {sql_str(partial)} AS rel")
     try:
