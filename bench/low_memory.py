@@ -56,11 +56,12 @@ def main() -> None:
         timed_run(load_config(path), full=True)
     limit(args.memory_limit)
     config = load_config(path)
-    extracts = _folder_bytes(root / "data") - _folder_bytes(root / "data" / "truth.csv")
+    saved = config.model.dir.exists() and any(config.model.dir.iterdir())
+    extracts = _folder_bytes(root / "data") - (root / "data" / "truth.csv").stat().st_size
     print(
         f"persons={args.persons} extracts={extracts / 1e6:.1f} MB "
         f"duckdb.memory_limit={config.duckdb.memory_limit} threads={config.duckdb.threads} "
-        f"model={'saved' if args.train_at else 'trained in this run'} load={os.getloadavg()}",
+        f"model={'saved' if saved else 'trained in this run'} load={os.getloadavg()}",
         flush=True,
     )
     spill, done = [0], threading.Event()

@@ -9,6 +9,7 @@ get pseudonyms that do not join. Persons carry only the attributes the configura
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -19,7 +20,7 @@ from pathlib import Path
 import duckdb
 
 from linkage.config import AnalystRelease
-from linkage.db import sql_str
+from linkage.db import order_by, sql_str
 from linkage.errors import KeyFileError
 from linkage.incremental import detail_columns
 
@@ -138,17 +139,18 @@ def _build(con: duckdb.DuckDBPyConnection, attributes: tuple[str, ...]) -> None:
         SELECT r.record_key AS id, pseudonym('R', r.record_key) AS record, pp.pseudonym AS person
         FROM src.records r JOIN pp ON pp.id = r.person_id
     """)
+    (rows,) = con.sql("SELECT count(*) FROM rp").fetchall()[0]
+    order = functools.partial(order_by, con, rows)  # sorted, unless the memory limit is too small
     attrs = "".join(f", {ATTRIBUTES[a]} AS {a}" for a in attributes)
     con.execute(f"""
         CREATE TABLE out.persons AS
         SELECT pp.pseudonym AS person, p.record_count, p.agency_count, p.agencies {attrs}
-        FROM src.persons p JOIN pp ON pp.id = p.person_id ORDER BY person
+        FROM src.persons p JOIN pp ON pp.id = p.person_id {order("person")}
     """)
-    con.execute("""
+    con.execute(f"""
         CREATE TABLE out.crosswalk AS
         SELECT r.agency, rp.record, rp.person, r.dob_precision, r.quality_flags
-        FROM src.records r JOIN rp ON rp.id = r.record_key
-        ORDER BY person, record
+        FROM src.records r JOIN rp ON rp.id = r.record_key {order("person, record")}
     """)
     # A link's persons are its records' persons.
     detail = "".join(", l." + c for c in detail_columns(con, "links", "src"))
@@ -162,16 +164,14 @@ def _build(con: duckdb.DuckDBPyConnection, attributes: tuple[str, ...]) -> None:
         CREATE TABLE out.links AS
         SELECT l.person_l, rp.person AS person_r, l.record_l, rp.record AS record_r,
                l.match_weight, l.match_probability, l.linked, l.grade, l.veto {detail}
-        FROM half l JOIN rp ON rp.id = l.record_key_r
-        ORDER BY record_l, record_r
+        FROM half l JOIN rp ON rp.id = l.record_key_r {order("record_l, record_r")}
     """)
     con.execute("DROP TABLE half")
-    con.execute("""
+    con.execute(f"""
         CREATE TABLE out.lineage AS
         SELECT l.run_id, l.event, a.pseudonym AS person, b.pseudonym AS related_person, l.records
         FROM src.lineage l JOIN pp a ON a.id = l.person_id
-        LEFT JOIN pp b ON b.id = l.related_person_id
-        ORDER BY l.run_id, l.event, person
+        LEFT JOIN pp b ON b.id = l.related_person_id {order("l.run_id, l.event, person")}
     """)
     con.execute("CREATE TABLE out.runs AS SELECT * EXCLUDE (config_path, override) FROM src.runs")
     con.execute("CREATE TABLE out.extracts AS SELECT * EXCLUDE (source) FROM src.extracts")

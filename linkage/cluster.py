@@ -171,6 +171,31 @@ def conflict_sql(a: str, b: str, policy: ClusterPolicy, probability: str) -> dic
     }
 
 
+def _columns_read(checks: dict[str, str]) -> list[str]:
+    """The record columns that the checks of :func:`conflict_sql` read (as ``a.x``, ``b.x``)."""
+    return sorted(set(re.findall(r"\b[ab]\.(\w+)", " ".join(checks.values()))))
+
+
+def _with_records(
+    con: duckdb.DuckDBPyConnection, source: str, out: str, read: list[str], columns: str
+) -> None:
+    """Temp table ``out``: ``columns`` of the pairs in ``source`` (``p``, with ``record_key_l``
+    and ``record_key_r``) and the columns ``read`` of their left and right records as structs
+    ``a`` and ``b`` (so that checks' ``a.x`` and ``b.x`` read them). One join per statement:
+    each hash table then spills under the memory limit, where several at once do not."""
+    for side, key, src, cols in (
+        ("a", "record_key_l", source, columns),
+        ("b", "record_key_r", "__side_a", "p.*"),
+    ):
+        fields = ", ".join(f"{x} := {side}.{x}" for x in read)
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE {out if side == "b" else "__side_a"} AS
+            SELECT {cols}, struct_pack({fields}) AS {side}
+            FROM {src} p JOIN records {side} ON {side}.record_key = p.{key}
+        """)
+    con.execute("DROP TABLE __side_a")
+
+
 def cluster(
     con: duckdb.DuckDBPyConnection, policy: ClusterPolicy, previous: PreviousClusters | None = None
 ) -> ClusterResult:
@@ -186,18 +211,10 @@ def cluster(
     clustering everything gives.
     """
     c = conflict_sql("a", "b", policy, "p.match_probability")
-    # One join per statement (each hash table then spills under the memory limit): each pair
-    # takes the columns the checks read of its left record, then of its right one, as structs
-    # ``a`` and ``b`` (so that the checks' a.x and b.x read them).
-    read = sorted(set(re.findall(r"\b[ab]\.(\w+)", " ".join(c.values()))))
-    for side, key, source in (("a", "record_key_l", "pairs"), ("b", "record_key_r", "__side_a")):
-        fields = ", ".join(f"{x} := {side}.{x}" for x in read)
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE __side_{side} AS
-            SELECT p.record_key_l, p.record_key_r, p.match_weight, p.match_probability
-                   {", p.a" if side == "b" else ""}, struct_pack({fields}) AS {side}
-            FROM {source} p JOIN records {side} ON {side}.record_key = p.{key}
-        """)
+    _with_records(
+        con, "pairs", "__sides", _columns_read(c),
+        "p.record_key_l, p.record_key_r, p.match_weight, p.match_probability",
+    )  # fmt: skip
     con.execute(f"""
         CREATE OR REPLACE TABLE decisions AS
         SELECT p.record_key_l, p.record_key_r, p.match_weight, p.match_probability,
@@ -205,9 +222,9 @@ def cluster(
                CASE WHEN {c["identifier_conflict"]} THEN 'identifier_conflict'
                     WHEN {c["date_of_birth_conflict"]} THEN 'date_of_birth_conflict'
                     WHEN {c["given_name_conflict"]} THEN 'given_name_conflict' END AS veto
-        FROM __side_b p
+        FROM __sides p
     """)
-    con.execute("DROP TABLE __side_a; DROP TABLE __side_b")
+    con.execute("DROP TABLE __sides")
     con.execute(
         "ALTER TABLE decisions ADD COLUMN linked BOOLEAN; "
         "UPDATE decisions SET linked = veto IS NULL AND (shared_id OR match_probability >= ?), "
@@ -304,29 +321,41 @@ def _affected_records(con: duckdb.DuckDBPyConnection, previous: PreviousClusters
 
 def _rebuild_suspect_clusters(con: duckdb.DuckDBPyConnection, policy: ClusterPolicy) -> int:
     """Stage 3: find the components that need it and rebuild them greedily; return how many."""
-    c = conflict_sql("a", "b", policy, "d.match_probability")
+    c = conflict_sql("a", "b", policy, "p.match_probability")
     # Every two records of one component that must not be one person (computed once: it makes
     # the component suspect, and the rebuild keeps the two apart), and every two whose given
-    # names differ (which the rebuild judges against the whole group, see `rebuild`).
+    # names differ (which the rebuild judges against the whole group, see `rebuild`). One join
+    # per statement, as in `cluster`.
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE __conflicts AS
-        WITH small AS (
+        CREATE OR REPLACE TEMP TABLE __in_small AS
+        SELECT record_key, cluster_id FROM clusters SEMI JOIN (
             SELECT cluster_id FROM clusters GROUP BY 1
             HAVING count(*) BETWEEN 2 AND {_ALL_PAIRS_LIMIT}
-        )
+        ) USING (cluster_id)
+    """)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE __within AS
+        SELECT x.cluster_id, x.record_key AS record_key_l, y.record_key AS record_key_r
+        FROM __in_small x JOIN __in_small y
+          ON x.cluster_id = y.cluster_id AND x.record_key < y.record_key
+    """)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE __within_scored AS
+        SELECT p.*, d.match_probability FROM __within p
+        LEFT JOIN decisions d USING (record_key_l, record_key_r)
+    """)
+    con.execute("DROP TABLE __in_small; DROP TABLE __within")
+    _with_records(con, "__within_scored", "__within_sides", _columns_read(c), "p.*")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE __conflicts AS
         SELECT * FROM (
-            SELECT x.cluster_id, x.record_key AS key_a, y.record_key AS key_b,
+            SELECT p.cluster_id, p.record_key_l AS key_a, p.record_key_r AS key_b,
                    {c["identifier_conflict"]} OR {c["date_of_birth_conflict"]} AS hard,
                    {c["given_name_conflict"]} AS names, {c["given_names_differ"]} AS differ
-            FROM clusters x
-            JOIN clusters y ON x.cluster_id = y.cluster_id AND x.record_key < y.record_key
-            JOIN records a ON a.record_key = x.record_key
-            JOIN records b ON b.record_key = y.record_key
-            LEFT JOIN decisions d
-              ON d.record_key_l = x.record_key AND d.record_key_r = y.record_key
-            WHERE x.cluster_id IN (SELECT cluster_id FROM small)
+            FROM __within_sides p
         ) WHERE hard OR names OR differ
     """)
+    con.execute("DROP TABLE __within_scored; DROP TABLE __within_sides")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE __suspect AS
         WITH size AS (SELECT cluster_id, count(*) AS n FROM clusters GROUP BY 1),

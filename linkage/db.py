@@ -28,6 +28,32 @@ def connect(
     )
 
 
+_UNITS = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+
+
+def memory_limit_bytes(con: duckdb.DuckDBPyConnection) -> int:
+    """The connection's DuckDB memory limit in bytes (DuckDB reports it as e.g. '95.3 MiB')."""
+    (text,) = con.sql("SELECT current_setting('memory_limit')").fetchall()[0]
+    number, unit = str(text).split()
+    return int(float(number) * _UNITS[unit])
+
+
+#: Rough bytes a row of records or persons takes in a sort (wide rows: names, addresses, flags).
+_BYTES_PER_SORTED_ROW = 1000
+
+
+def order_by(con: duckdb.DuckDBPyConnection, rows: int, columns: str) -> str:
+    """`` ORDER BY columns`` when sorting ``rows`` wide rows fits in half the memory limit, else
+    nothing. Releases are written sorted when they can be (a person's rows together, the same
+    file from the same data), but DuckDB cannot sort such rows in a small memory limit (860k
+    records in 64 MB ran out of memory), and a release in any order is the same release."""
+    return (
+        f" ORDER BY {columns}"
+        if rows * _BYTES_PER_SORTED_ROW <= memory_limit_bytes(con) // 2
+        else ""
+    )
+
+
 def hardened(path: Path | str) -> duckdb.DuckDBPyConnection:
     """A read-only connection for user-written SQL: no file or network access, settings locked."""
     return duckdb.connect(

@@ -77,11 +77,16 @@ def assign_person_ids(
     else:
         lineage = "prev.lineage"
     if previous:
+        # One join or aggregate per statement (so that each spills under the memory limit).
         con.execute("""
             CREATE OR REPLACE TEMP TABLE __overlap AS
-            SELECT c.cluster_id, p.person_id AS old_id, count(*) AS n
-            FROM clusters c JOIN prev.records p USING (record_key) GROUP BY ALL
+            SELECT c.cluster_id, p.person_id AS old_id
+            FROM clusters c JOIN prev.records p USING (record_key)
         """)
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE __overlap AS "
+            "SELECT cluster_id, old_id, count(*) AS n FROM __overlap GROUP BY ALL"
+        )
         # Who issued each old ID first (the oldest ID survives a merge).
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE __born AS
@@ -123,15 +128,21 @@ def assign_person_ids(
         )
         issued = set()
 
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE __unkept AS
+        SELECT cluster_id, count(*) AS n FROM clusters GROUP BY 1
+    """)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE __unkept AS FROM __unkept ANTI JOIN __kept USING (cluster_id)"
+    )
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE __biggest_old AS
+        SELECT cluster_id, old_id FROM __overlap
+        QUALIFY row_number() OVER (PARTITION BY cluster_id ORDER BY n DESC, old_id) = 1
+    """)
     fresh = con.sql("""
-        WITH biggest_old AS (
-            SELECT cluster_id, old_id FROM __overlap
-            QUALIFY row_number() OVER (PARTITION BY cluster_id ORDER BY n DESC, old_id) = 1
-        )
-        SELECT c.cluster_id, count(*) AS n, any_value(b.old_id) AS split_from
-        FROM clusters c ANTI JOIN __kept k USING (cluster_id)
-        LEFT JOIN biggest_old b USING (cluster_id)
-        GROUP BY c.cluster_id ORDER BY c.cluster_id
+        SELECT f.cluster_id, f.n, b.old_id AS split_from
+        FROM __unkept f LEFT JOIN __biggest_old b USING (cluster_id) ORDER BY f.cluster_id
     """).to_arrow_table()
     new_ids = []
     for cluster_id in fresh.column("cluster_id").to_pylist():
@@ -176,6 +187,14 @@ def assign_person_ids(
     events = dict(con.sql("SELECT event, count(*) FROM lineage_new GROUP BY 1").fetchall())
     (persons,) = con.sql("SELECT count(*) FROM person_map").fetchall()[0]
     (kept,) = con.sql("SELECT count(*) FROM __kept").fetchall()[0]
-    for t in ("__overlap", "__kept", "__fresh", "__born", "__winner", "__prev_lineage"):
+    for t in (
+        "__overlap",
+        "__kept",
+        "__fresh",
+        "__born",
+        "__winner",
+        "__prev_lineage",
+        "__biggest_old",
+    ):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     return IdentityResult(persons, kept, {e: events.get(e, 0) for e in EVENTS})

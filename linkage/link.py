@@ -69,6 +69,75 @@ def load_records(
     return con.sql("SELECT count(*) FROM records").fetchall()[0][0]
 
 
+def _linker(
+    con: duckdb.DuckDBPyConnection, model: ModelArtefact, table: str
+) -> tuple[DuckDBAPI, Linker]:
+    """A Splink linker for the saved model on ``table``, with the model's term frequencies."""
+    db_api = DuckDBAPI(connection=con)
+    linker = Linker(
+        db_api.register(table, dataset_display_name="records"),
+        str(model.settings_path),
+        log_level=logging.WARNING,  # Splink's INFO chatter is not for a nightly log
+    )
+    register_tf_tables(con, db_api, linker, model)
+    return db_api, linker
+
+
+def _predict_into_pairs(
+    con: duckdb.DuckDBPyConnection, linker: Linker, threshold: float, *, first: bool
+) -> None:
+    predictions = linker.inference.predict(  # Splink's warning of untrained levels, once
+        threshold_match_probability=threshold, warning_mode="auto" if first else "never"
+    )
+    details = ", ".join(quote(c) for c in detail_columns(con, predictions.physical_name))
+    select = f"SELECT {', '.join(PAIR_KEYS)}, {details} FROM {predictions.physical_name}"
+    con.execute(
+        f"CREATE OR REPLACE TABLE pairs AS {select}" if first else f"INSERT INTO pairs {select}"
+    )
+    predictions.drop_table_from_database_and_remove_from_cache()
+
+
+def _score(con: duckdb.DuckDBPyConnection, model: ModelArtefact, threshold: float) -> None:
+    """Score the candidate pairs of ``records`` into table ``pairs``.
+
+    When Splink's one-statement blocking would not fit in the memory limit, the pairs are
+    blocked one rule at a time (:func:`block_pairs`), and when scoring them at once would not
+    fit either, scored in parts (:func:`scoring_parts`); Splink reads only the records that a
+    part's pairs compare."""
+    rules = prediction_rules(model.settings_path)
+    if not needs_low_memory_blocking(con, "records", len(rules)):
+        _, linker = _linker(con, model, "records")  # Splink blocks and scores in one statement
+        _predict_into_pairs(con, linker, threshold, first=True)
+        linker.table_management.delete_tables_created_by_splink_from_db()
+        return
+    n = block_pairs(con, "records", "record_key", rules, "__blocked_pairs")
+    parts = scoring_parts(con, "records", n) if n else 1
+    log.info(
+        "blocked %d candidate pairs one rule at a time (low memory); scoring them in %d part(s)",
+        n, parts,
+    )  # fmt: skip
+    db_api, linker = _linker(con, model, "records")
+    if parts > 1:  # each part's number, once: selecting a part is then a cheap filter
+        con.execute(
+            "CREATE OR REPLACE TABLE __blocked_pairs AS "
+            f"SELECT *, hash(join_key_l) % {parts} AS part FROM __blocked_pairs"
+        )
+    for part in range(parts):
+        if parts > 1:
+            con.execute(
+                "CREATE OR REPLACE TABLE __part_pairs AS SELECT * EXCLUDE (part) "
+                f"FROM __blocked_pairs WHERE part = {part}"
+            )
+        linker.table_management.register_blocked_pairs_for_predict(
+            db_api.register("__part_pairs" if parts > 1 else "__blocked_pairs")
+        )
+        _predict_into_pairs(con, linker, threshold, first=part == 0)
+        if parts > 1 and (part + 1) % max(1, parts // 10) == 0:
+            log.info("scored part %d of %d", part + 1, parts)
+    linker.table_management.delete_tables_created_by_splink_from_db()
+    con.execute("DROP TABLE __blocked_pairs; DROP TABLE IF EXISTS __part_pairs")
+
+
 def predict_and_cluster(
     con: duckdb.DuckDBPyConnection,
     model: ModelArtefact,
@@ -93,44 +162,7 @@ def predict_and_cluster(
     changes: dict[str, int] = {}
     unchanged: PreviousClusters | None = None
     if previous is None:
-        db_api = DuckDBAPI(connection=con)
-        linker = Linker(
-            db_api.register("records", dataset_display_name="records"),
-            str(model.settings_path),
-            log_level=logging.WARNING,  # Splink's INFO chatter is not for a nightly log
-        )
-        register_tf_tables(con, db_api, linker, model)
-        rules = prediction_rules(model.settings_path)
-        low_memory = needs_low_memory_blocking(con, "records", len(rules))
-        parts = 1
-        if low_memory:
-            n = block_pairs(con, "records", "record_key", rules, "__blocked_pairs")
-            parts = scoring_parts(con, "records", n)
-            log.info(
-                "blocked %d candidate pairs one rule at a time (low memory); scoring them in "
-                "%d part(s)", n, parts,
-            )  # fmt: skip
-        for part in range(parts):
-            if parts > 1:
-                con.execute(
-                    "CREATE OR REPLACE TABLE __blocked_part AS SELECT * FROM __blocked_pairs "
-                    f"WHERE hash(join_key_l) % {parts} = {part}"
-                )
-            if low_memory:  # else Splink blocks and scores in one statement
-                linker.table_management.register_blocked_pairs_for_predict(
-                    db_api.register("__blocked_part" if parts > 1 else "__blocked_pairs")
-                )
-            predictions = linker.inference.predict(threshold_match_probability=predict_threshold)
-            details = ", ".join(quote(c) for c in detail_columns(con, predictions.physical_name))
-            select = f"SELECT {', '.join(PAIR_KEYS)}, {details} FROM {predictions.physical_name}"
-            con.execute(
-                f"CREATE OR REPLACE TABLE pairs AS {select}"
-                if part == 0
-                else f"INSERT INTO pairs {select}"
-            )
-            predictions.drop_table_from_database_and_remove_from_cache()
-        linker.table_management.delete_tables_created_by_splink_from_db()
-        con.execute("DROP TABLE IF EXISTS __blocked_pairs; DROP TABLE IF EXISTS __blocked_part")
+        _score(con, model, predict_threshold)
     else:
         changes = delta(con, previous, list(identifier_columns))
         log.info("changes since the previous release: %s", changes)

@@ -25,9 +25,9 @@ import splink.comparison_library as cl
 import sqlglot
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
-from linkage.blocking import block_pairs, memory_limit_bytes
+from linkage.blocking import block_pairs
 from linkage.config import ProjectConfig
-from linkage.db import quote, sql_str
+from linkage.db import memory_limit_bytes, quote, sql_str
 from linkage.errors import ModelError
 from schemas.canonical import identifier_column
 

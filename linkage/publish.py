@@ -11,6 +11,7 @@ A run that fails before the rename leaves ``current.duckdb`` untouched.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import duckdb
 
-from linkage.db import quote, sql_str
+from linkage.db import order_by, quote, sql_str
 from linkage.errors import PublishError
 from linkage.identity import assign_person_ids
 from linkage.incremental import detail_columns
@@ -242,10 +243,14 @@ def _build_release(
     if update:
         _write_changes(con)
     else:
-        con.execute(f"CREATE TABLE rel.records AS {_records_sql()} ORDER BY person_id, record_key")
-        _persons(con, "CREATE TABLE rel.persons AS")
-        con.execute(f"CREATE TABLE rel.links AS {_links_sql(con)} ORDER BY 3, 4")
-        con.execute("CREATE TABLE rel.lineage AS SELECT * FROM lineage ORDER BY ALL")
+        (rows,) = con.sql("SELECT count(*) FROM records").fetchall()[0]
+        order = functools.partial(
+            order_by, con, rows
+        )  # sorted, unless the memory limit is too small
+        con.execute(f"CREATE TABLE rel.records AS {_records_sql()}{order('person_id, record_key')}")
+        _persons(con, "CREATE TABLE rel.persons AS", order=order("person_id"))
+        con.execute(f"CREATE TABLE rel.links AS {_links_sql(con)}{order('3, 4')}")
+        con.execute(f"CREATE TABLE rel.lineage AS SELECT * FROM lineage{order('ALL')}")
         con.execute(
             "CREATE VIEW rel.crosswalk AS SELECT agency, source_record_id, person_id FROM records"
         )
@@ -273,9 +278,11 @@ def _links_sql(con: duckdb.DuckDBPyConnection, where: str = "") -> str:
     """
 
 
-def _persons(con: duckdb.DuckDBPyConnection, write: str, only: str = "") -> None:
+def _persons(
+    con: duckdb.DuckDBPyConnection, write: str, only: str = "", order: str = " ORDER BY person_id"
+) -> None:
     """Write (``write``: the start of a CREATE or INSERT) the persons of ``rel.records`` (those in
-    table ``only``, or all), each with the best known value of each attribute."""
+    table ``only``, or all), each with the best known value of each attribute, in ``order``."""
     among = f"person_id IN (SELECT person_id FROM {only})" if only else "true"
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE __persons AS
@@ -298,7 +305,7 @@ def _persons(con: duckdb.DuckDBPyConnection, write: str, only: str = "") -> None
                     GROUP BY ALL)
                 GROUP BY person_id) b USING (person_id)
         """)
-    con.execute(f"{write} SELECT * FROM __persons ORDER BY person_id")
+    con.execute(f"{write} SELECT * FROM __persons{order}")
     con.execute("DROP TABLE __persons")
 
 
