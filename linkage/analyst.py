@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import secrets
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from linkage.config import AnalystRelease
 from linkage.db import order_by, sql_str
 from linkage.errors import KeyFileError
 from linkage.incremental import detail_columns
+from linkage.publish import RELEASES
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,7 @@ ATTRIBUTES = {
     "sex": "p.sex",
     "postcode_district": "split_part(p.postcode, ' ', 1)",
 }
+_PERSON_COLUMNS = ("person", "record_count", "agency_count", "agencies")
 _KEY_BYTES = 32
 
 
@@ -104,9 +107,17 @@ def write_analyst_release(
     con = connection()
     try:
         define_pseudonym(con, key)
+        base = _reusable(con, index_dir, release, settings.attributes)
+        if base is not None:  # a copy of the current one, with what differs written in
+            shutil.copyfile(folder / base.name, partial)
+            os.chmod(partial, 0o600)
+            con.execute(f"ATTACH {sql_str(base)} AS old (READ_ONLY)")
         con.execute(f"ATTACH {sql_str(release)} AS src (READ_ONLY)")
         con.execute(f"ATTACH {sql_str(partial)} AS out")
-        _build(con, settings.attributes)
+        if base is None:
+            _build(con, settings.attributes)
+        else:
+            _write_changes(con, settings.attributes)
         con.execute("DETACH out")
     finally:
         con.close()
@@ -120,8 +131,94 @@ def write_analyst_release(
         pruned = not (index_dir / "releases" / old.name).exists()
         if old.name not in ("current.duckdb", final.name) and pruned:
             old.unlink()  # its identifiable release was pruned
-    log.info("published the analyst release %s", final)
+    log.info(
+        "published the analyst release %s%s", final,
+        f" as the changes since {base.name}" if base is not None else "",
+    )  # fmt: skip
     return final
+
+
+def _reusable(
+    con: duckdb.DuckDBPyConnection, index_dir: Path, release: Path, attributes: tuple[str, ...]
+) -> Path | None:
+    """The identifiable release of the current analyst release, when the analyst release of
+    ``release`` can be written as a copy of it with the differences between the two
+    identifiable releases written in: it is another release that still exists, made with the
+    same key and the same person attributes."""
+    current = analyst_current(index_dir)
+    if current is None or current.name == release.name:
+        return None
+    base = index_dir / RELEASES / current.name
+    if not base.exists():
+        return None
+    con.execute(f"ATTACH {sql_str(current)} AS was (READ_ONLY)")
+    con.execute(f"ATTACH {sql_str(base)} AS old (READ_ONLY)")
+    try:
+        columns = con.sql(
+            "SELECT list(column_name ORDER BY column_index) FROM duckdb_columns() "
+            "WHERE database_name = 'was' AND table_name = 'persons'"
+        ).fetchall()[0][0]
+        (same_key,) = con.sql(
+            "SELECT count(*) > 0 FROM was.crosswalk WHERE record = "
+            "(SELECT pseudonym('R', record_key) FROM old.records LIMIT 1)"
+        ).fetchall()[0]
+    finally:
+        con.execute("DETACH was; DETACH old")
+    return base if same_key and columns == [*_PERSON_COLUMNS, *attributes] else None
+
+
+def _write_changes(con: duckdb.DuckDBPyConnection, attributes: tuple[str, ...]) -> None:
+    """Turn ``out`` (a copy of the analyst release of identifiable release ``old``) into the
+    analyst release of ``src``: the rows of records, persons and links that differ between the
+    two (or went) are rewritten, ``src``'s new lineage appended and runs and extracts replaced.
+    Only those rows are pseudonymised (tested: the same tables as :func:`_build` writes)."""
+    detail = "".join(", p." + c for c in detail_columns(con, "links", "src"))
+    attrs = "".join(f", {ATTRIBUTES[a]} AS {a}" for a in attributes)
+    record, person = "pseudonym('R', p.record_key{})", "pseudonym('A', p.person_id{})"
+    # Per table: the analyst table, the columns compared, the key and its pseudonym in the
+    # analyst table (pseudonyms have one length, so two concatenated are one key), the row.
+    for table, out, compared, key, pseudonym_key, row in (
+        (
+            "records", "crosswalk", "record_key, person_id, agency, dob_precision, quality_flags",
+            "record_key", ("record", record.format("")),
+            f"p.agency, {record.format('')} AS record, {person.format('')} AS person, "
+            "p.dob_precision, p.quality_flags",
+        ),
+        (
+            "persons", "persons", "*", "person_id", ("person", person.format("")),
+            f"{person.format('')} AS person, p.record_count, p.agency_count, p.agencies {attrs}",
+        ),
+        (
+            "links", "links", "*", "record_key_l, record_key_r",
+            ("record_l || record_r", f"{record.format('_l')} || {record.format('_r')}"),
+            f"{person.format('_l')} AS person_l, {person.format('_r')} AS person_r, "
+            f"{record.format('_l')} AS record_l, {record.format('_r')} AS record_r, "
+            f"p.match_weight, p.match_probability, p.linked, p.grade, p.veto {detail}",
+        ),
+    ):  # fmt: skip
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE __new AS "
+            f"SELECT {compared} FROM src.{table} EXCEPT SELECT {compared} FROM old.{table}"
+        )
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE __gone AS SELECT {key} FROM __new "
+            f"UNION SELECT {key} FROM old.{table} ANTI JOIN src.{table} USING ({key})"
+        )
+        con.execute(
+            f"DELETE FROM out.{out} WHERE {pseudonym_key[0]} IN "
+            f"(SELECT {pseudonym_key[1]} FROM __gone p)"
+        )
+        con.execute(f"INSERT INTO out.{out} BY NAME SELECT {row} FROM __new p")
+    con.execute("DROP TABLE __new; DROP TABLE __gone")
+    con.execute("""
+        INSERT INTO out.lineage BY NAME
+        SELECT run_id, event, pseudonym('A', person_id) AS person,
+               pseudonym('A', related_person_id) AS related_person, records
+        FROM src.lineage WHERE run_id NOT IN (SELECT run_id FROM old.lineage)
+    """)
+    con.execute("DROP TABLE out.runs; DROP TABLE out.extracts")
+    con.execute("CREATE TABLE out.runs AS SELECT * EXCLUDE (config_path, override) FROM src.runs")
+    con.execute("CREATE TABLE out.extracts AS SELECT * EXCLUDE (source) FROM src.extracts")
 
 
 def _build(con: duckdb.DuckDBPyConnection, attributes: tuple[str, ...]) -> None:

@@ -129,10 +129,11 @@ def predict_incremental(
         log_level=logging.WARNING,
     )
     register_tf_tables(con, db_api, linker, model)
-    for table, keys in (("__delta_records", "changed_records"), ("__kept_records", "__unchanged")):
+    # Views, not copies of a million records: the changed records are few.
+    for view, test in (("__delta_records", "IN"), ("__kept_records", "NOT IN")):
         con.execute(
-            f"CREATE OR REPLACE TABLE {table} AS "
-            f"SELECT * FROM records SEMI JOIN {keys} USING (record_key)"
+            f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM records "
+            f"WHERE record_key {test} (SELECT record_key FROM changed_records)"
         )
     changed = db_api.register("__delta_records", dataset_display_name="changed")
     kept = db_api.register("__kept_records", dataset_display_name="unchanged")
@@ -181,7 +182,7 @@ def predict_incremental(
         con.execute("DETACH prev")
     con.execute("DROP TABLE __scored")
     linker.table_management.delete_tables_created_by_splink_from_db()
-    con.execute("DROP TABLE __delta_records; DROP TABLE __kept_records")
+    con.execute("DROP VIEW __delta_records; DROP VIEW __kept_records")
     return PreviousClusters("__seeds", "__previous_persons", "__previous_refusals")
 
 

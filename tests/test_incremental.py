@@ -12,6 +12,7 @@ import duckdb
 import pytest
 
 from linkage import runlog
+from linkage.analyst import write_analyst_release
 from linkage.config import load_config
 from linkage.publish import RELEASES, publish, switch_current
 from linkage.runlog import RunRecord
@@ -167,6 +168,21 @@ _MOVES = """
 """
 
 
+def _assert_same_tables(a: Path, b: Path, tables: tuple[str, ...]) -> None:
+    """Two release files hold the same rows (as multisets) in ``tables``, lineage, runs and
+    extracts."""
+    with duckdb.connect() as con:
+        con.execute(f"ATTACH '{a}' AS a (READ_ONLY)")
+        con.execute(f"ATTACH '{b}' AS b (READ_ONLY)")
+        for table in (*tables, "lineage", "runs", "extracts"):
+            counts = con.sql(f"""
+                SELECT (SELECT count(*) FROM a.{table}), (SELECT count(*) FROM b.{table}),
+                       (SELECT count(*) FROM (FROM a.{table} EXCEPT ALL FROM b.{table})),
+                       (SELECT count(*) FROM (FROM b.{table} EXCEPT ALL FROM a.{table}))
+            """).fetchall()[0]
+            assert counts[0] == counts[1] > 0 and counts[2:] == (0, 0), (table, counts)
+
+
 def test_an_incremental_release_is_the_previous_one_with_the_changes_written_in(
     twins: tuple[RunRecord, RunRecord, int], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -196,13 +212,19 @@ def test_an_incremental_release_is_the_previous_one_with_the_changes_written_in(
             records = int(written[0].split()[1])
             assert 0 < records < 0.1 * incremental.records  # type: ignore[operator]
         caplog.clear()
-    with duckdb.connect() as con:
-        con.execute(f"ATTACH '{released[True]}' AS a (READ_ONLY)")
-        con.execute(f"ATTACH '{released[False]}' AS b (READ_ONLY)")
-        for table in ("records", "persons", "links", "lineage", "runs", "extracts", "crosswalk"):
-            counts = con.sql(f"""
-                SELECT (SELECT count(*) FROM a.{table}), (SELECT count(*) FROM b.{table}),
-                       (SELECT count(*) FROM (FROM a.{table} EXCEPT ALL FROM b.{table})),
-                       (SELECT count(*) FROM (FROM b.{table} EXCEPT ALL FROM a.{table}))
-            """).fetchall()[0]
-            assert counts[0] == counts[1] > 0 and counts[2:] == (0, 0), (table, counts)
+    _assert_same_tables(
+        released[True], released[False], ("records", "persons", "links", "crosswalk")
+    )
+    # The analyst release: written whole, and as the changes to the base release's one.
+    settings = config.analyst_release
+    assert settings is not None
+    analyst = {}
+    with caplog.at_level("INFO", "linkage.analyst"):
+        write_analyst_release(base, tmp_path / "index-True", settings)
+        for update in (True, False):
+            analyst[update] = write_analyst_release(
+                released[update], tmp_path / f"index-{update}", settings
+            )
+    changes = [m for m in caplog.messages if "as the changes since" in m]
+    assert len(changes) == 1 and released[True].name in changes[0]
+    _assert_same_tables(analyst[True], analyst[False], ("persons", "crosswalk", "links"))
