@@ -144,7 +144,9 @@ def predict_incremental(
     between = linker.inference.predict_between(
         changed, kept, threshold_match_probability=predict_threshold
     )
-    within = linker.inference.predict_within(changed, threshold_match_probability=predict_threshold)
+    within = linker.inference.predict_within(  # Splink's untrained-levels warning: once
+        changed, threshold_match_probability=predict_threshold, warning_mode="never"
+    )
     details = detail_columns(con, between.physical_name)
     cols = ", ".join(quote(c) for c in details)
     scored = " UNION ALL ".join(
