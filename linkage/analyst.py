@@ -128,7 +128,7 @@ def write_analyst_release(
     link.symlink_to(final.name)
     os.replace(link, folder / "current.duckdb")
     for old in sorted(folder.glob("*.duckdb")):
-        pruned = not (index_dir / "releases" / old.name).exists()
+        pruned = not (index_dir / RELEASES / old.name).exists()
         if old.name not in ("current.duckdb", final.name) and pruned:
             old.unlink()  # its identifiable release was pruned
     log.info(
@@ -144,7 +144,7 @@ def _reusable(
     """The identifiable release of the current analyst release, when the analyst release of
     ``release`` can be written as a copy of it with the differences between the two
     identifiable releases written in: it is another release that still exists, made with the
-    same key and the same person attributes."""
+    same key, the same person attributes and the same comparisons in its links."""
     current = analyst_current(index_dir)
     if current is None or current.name == release.name:
         return None
@@ -153,8 +153,9 @@ def _reusable(
         return None
     con.execute(f"ATTACH {sql_str(current)} AS was (READ_ONLY)")
     con.execute(f"ATTACH {sql_str(base)} AS old (READ_ONLY)")
+    con.execute(f"ATTACH {sql_str(release)} AS new (READ_ONLY)")
     try:
-        columns = con.sql(
+        persons = con.sql(
             "SELECT list(column_name ORDER BY column_index) FROM duckdb_columns() "
             "WHERE database_name = 'was' AND table_name = 'persons'"
         ).fetchall()[0][0]
@@ -162,9 +163,12 @@ def _reusable(
             "SELECT count(*) > 0 FROM was.crosswalk WHERE record = "
             "(SELECT pseudonym('R', record_key) FROM old.records LIMIT 1)"
         ).fetchall()[0]
+        # Another model may compare other things: its links have other detail columns.
+        same_details = detail_columns(con, "links", "was") == detail_columns(con, "links", "new")
     finally:
-        con.execute("DETACH was; DETACH old")
-    return base if same_key and columns == [*_PERSON_COLUMNS, *attributes] else None
+        con.execute("DETACH was; DETACH old; DETACH new")
+    same_persons = persons == [*_PERSON_COLUMNS, *attributes]
+    return base if same_key and same_persons and same_details else None
 
 
 def _write_changes(con: duckdb.DuckDBPyConnection, attributes: tuple[str, ...]) -> None:

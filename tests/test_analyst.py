@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from linkage.analyst import analyst_current, create_key, define_pseudonym, write_analyst_release
 from linkage.config import AnalystRelease, load_config
 from linkage.errors import KeyFileError
-from linkage.publish import current_release
+from linkage.publish import RELEASES, current_release
 from tests.conftest import make_demo_project
 from tests.test_pipeline import run_steps
 
@@ -146,3 +147,37 @@ def test_a_project_without_the_key_publishes_nothing(tmp_path: Path) -> None:
     with pytest.raises(KeyFileError):
         run_steps(config)
     assert current_release(config.paths.index_dir) is None
+
+
+@pytest.mark.parametrize("change", ["none", "key", "attributes", "comparisons"])
+def test_the_current_analyst_release_is_reused_only_when_made_the_same_way(
+    published: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, change: str
+) -> None:
+    """The next analyst release is written as changes to the current one only when that one
+    was made with the same key, the same person attributes and links of the same comparisons;
+    otherwise whole (changes written into a table of other columns would fail or mislead)."""
+    config = load_config(published)
+    release = current_release(config.paths.index_dir)
+    assert release is not None and config.analyst_release is not None
+    index = tmp_path / "index"
+    (index / RELEASES).mkdir(parents=True)
+    base, new = index / RELEASES / "base.duckdb", index / RELEASES / "new.duckdb"
+    shutil.copy(release, base)
+    shutil.copy(release, new)
+    new.chmod(0o600)
+    if change == "comparisons":
+        with duckdb.connect(str(new)) as con:
+            con.execute("ALTER TABLE links ADD COLUMN gamma_extra INTEGER")
+    made = config.analyst_release
+    write_analyst_release(base, index, made)
+    if change == "key":
+        create_key(tmp_path / "other.key")
+        made = AnalystRelease(key_file=tmp_path / "other.key", attributes=made.attributes)
+    elif change == "attributes":
+        made = AnalystRelease(key_file=made.key_file, attributes=("sex",))  # type: ignore[arg-type]
+    with caplog.at_level("INFO", "linkage.analyst"):
+        out = write_analyst_release(new, index, made)
+    assert ("as the changes since base.duckdb" in caplog.text) == (change == "none")
+    with duckdb.connect(str(out), read_only=True) as con:
+        (persons,) = con.sql("SELECT count(*) FROM persons").fetchall()[0]
+    assert persons > 0
