@@ -187,14 +187,7 @@ def assign_person_ids(
     events = dict(con.sql("SELECT event, count(*) FROM lineage_new GROUP BY 1").fetchall())
     (persons,) = con.sql("SELECT count(*) FROM person_map").fetchall()[0]
     (kept,) = con.sql("SELECT count(*) FROM __kept").fetchall()[0]
-    for t in (
-        "__overlap",
-        "__kept",
-        "__fresh",
-        "__born",
-        "__winner",
-        "__prev_lineage",
-        "__biggest_old",
-    ):
+    for t in ("__overlap", "__kept", "__fresh", "__born", "__winner", "__prev_lineage"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
+    con.execute("DROP TABLE __unkept; DROP TABLE __biggest_old")
     return IdentityResult(persons, kept, {e: events.get(e, 0) for e in EVENTS})

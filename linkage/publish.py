@@ -244,9 +244,8 @@ def _build_release(
         _write_changes(con)
     else:
         (rows,) = con.sql("SELECT count(*) FROM records").fetchall()[0]
-        order = functools.partial(
-            order_by, con, rows
-        )  # sorted, unless the memory limit is too small
+        # Sorted, unless the memory limit is too small for it.
+        order = functools.partial(order_by, con, rows)
         con.execute(f"CREATE TABLE rel.records AS {_records_sql()}{order('person_id, record_key')}")
         _persons(con, "CREATE TABLE rel.persons AS", order=order("person_id"))
         con.execute(f"CREATE TABLE rel.links AS {_links_sql(con)}{order('3, 4')}")
