@@ -45,7 +45,7 @@ def _keys(rule: str) -> list[tuple[str, str]]:
     return [(side(*m[:4]), side(*m[4:])) for m in found]
 
 
-def _pairs(con: duckdb.DuckDBPyConnection, table: str, rule: str) -> tuple[int, str, int]:
+def rule_pairs(con: duckdb.DuckDBPyConnection, table: str, rule: str) -> tuple[int, str, int]:
     """(pairs, biggest key, its pairs) of an equi-join rule on ``table`` (a dedupe: l < r)."""
     keys = _keys(rule)
     left = ", ".join(f"{a} AS k{i}" for i, (a, _) in enumerate(keys))
@@ -80,7 +80,7 @@ def check_blocking_budget(
     """
     counts = []
     for rule in prediction_rules(settings_path):
-        pairs, top_key, top_pairs = _pairs(con, table, rule)
+        pairs, top_key, top_pairs = rule_pairs(con, table, rule)
         if pairs > budget:
             cols = ", ".join(a for a, _ in _keys(rule))
             raise BlockingBudgetError(

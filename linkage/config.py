@@ -222,6 +222,13 @@ class ModelConfig(_Model):
         "sources known to hold no families, such as the FEBRL benchmarks.",
     )
     max_pairs_u: float = Field(5e6, gt=0, description="Pairs sampled to estimate u.")
+    max_pairs_em: float = Field(
+        2e7,
+        gt=0,
+        description="An EM training session whose blocking rule compares more pairs is trained "
+        "on a sample of about this many (the name session grows with the square of a name's "
+        "frequency: 9.6M pairs at 1M demo records).",
+    )
     max_pairs_per_rule: float = Field(
         5e7,
         gt=0,

@@ -25,7 +25,7 @@ import splink.comparison_library as cl
 import sqlglot
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
-from linkage.blocking import block_pairs
+from linkage.blocking import block_pairs, rule_pairs
 from linkage.config import ProjectConfig
 from linkage.db import memory_limit_bytes, quote, sql_str
 from linkage.errors import ModelError
@@ -377,7 +377,15 @@ def train_model(
     linker.training.estimate_u_using_random_sampling(
         max_pairs=config.model.max_pairs_u / 10, seed=config.model.seed
     )
-    blocks = _em_blocks(fields, used_schemes)
+    blocks: list[Any] = _em_blocks(fields, used_schemes)
+    sampled = {}
+    for i, rule in enumerate(blocks):
+        pairs = rule_pairs(con, table, _rule_sql(rule))[0]
+        if pairs > config.model.max_pairs_em:  # every k-th pair, by a hash of the two keys
+            k = -(-pairs // int(config.model.max_pairs_em))
+            blocks[i] = f"({_rule_sql(rule)}) AND hash(l.record_key, r.record_key) % {k} = 0"
+            sampled[_rule_sql(rule)] = k
+            log.info("EM session %s: %d pairs, trained on one in %d", _rule_sql(rule), pairs, k)
     for rule in blocks:
         linker.training.estimate_parameters_using_expectation_maximisation(rule)
     pooled = _m_from_em_pairs(
@@ -401,6 +409,7 @@ def train_model(
             "records": n_records,
             "fill_rates": {k: round(v, 4) for k, v in fill.items()},
             "max_pairs_u": config.model.max_pairs_u,
+            "em_sessions_sampled": sampled,
             "seed": config.model.seed,
         },
         "training_seconds": round(time.monotonic() - started, 1),
@@ -418,7 +427,9 @@ def train_model(
 
 
 def _rule_sql(rule: Any) -> str:
-    return str(rule.get_blocking_rule("duckdb").blocking_rule_sql)
+    return (
+        rule if isinstance(rule, str) else str(rule.get_blocking_rule("duckdb").blocking_rule_sql)
+    )
 
 
 def _columns_read(sql: str) -> set[str]:

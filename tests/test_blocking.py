@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
 import linkage.link as link
-from linkage.blocking import _pairs, block_pairs, check_blocking_budget
+from linkage.blocking import block_pairs, check_blocking_budget, rule_pairs
 from linkage.config import ProjectConfig, load_config
 from linkage.errors import BlockingBudgetError
 from linkage.link import load_records, predict_and_cluster
@@ -62,7 +62,7 @@ def test_pair_counts_equal_brute_force(rows: list[tuple]) -> None:
         ),
     }
     for rule, match in brute.items():
-        got, _, _ = _pairs(con, "records", rule)
+        got, _, _ = rule_pairs(con, "records", rule)
         expected = sum(1 for a, b in itertools.combinations(keyed, 2) if match(a, b))
         assert got == expected, rule
 
@@ -169,7 +169,7 @@ def test_a_placeholder_over_budget_stops_with_rule_and_value(tmp_path: Path) -> 
 def test_a_rule_that_is_not_an_equi_join_is_refused(tmp_path: Path) -> None:
     con = _table([("r1", "A", "B", None)])
     with pytest.raises(BlockingBudgetError, match="cannot be checked"):
-        _pairs(con, "records", "levenshtein(l.given_name, r.given_name) < 2")
+        rule_pairs(con, "records", "levenshtein(l.given_name, r.given_name) < 2")
 
 
 def test_pooled_m_counts_each_comparison_over_its_own_sessions_pairs(
