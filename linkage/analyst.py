@@ -178,25 +178,31 @@ def _write_changes(con: duckdb.DuckDBPyConnection, attributes: tuple[str, ...]) 
     Only those rows are pseudonymised (tested: the same tables as :func:`_build` writes)."""
     detail = "".join(", p." + c for c in detail_columns(con, "links", "src"))
     attrs = "".join(f", {ATTRIBUTES[a]} AS {a}" for a in attributes)
-    record, person = "pseudonym('R', p.record_key{})", "pseudonym('A', p.person_id{})"
+
+    def record(side: str = "") -> str:
+        return f"pseudonym('R', p.record_key{side})"
+
+    def person(side: str = "") -> str:
+        return f"pseudonym('A', p.person_id{side})"
+
     # Per table: the analyst table, the columns compared, the key and its pseudonym in the
     # analyst table (pseudonyms have one length, so two concatenated are one key), the row.
     for table, out, compared, key, pseudonym_key, row in (
         (
             "records", "crosswalk", "record_key, person_id, agency, dob_precision, quality_flags",
-            "record_key", ("record", record.format("")),
-            f"p.agency, {record.format('')} AS record, {person.format('')} AS person, "
+            "record_key", ("record", record()),
+            f"p.agency, {record()} AS record, {person()} AS person, "
             "p.dob_precision, p.quality_flags",
         ),
         (
-            "persons", "persons", "*", "person_id", ("person", person.format("")),
-            f"{person.format('')} AS person, p.record_count, p.agency_count, p.agencies {attrs}",
+            "persons", "persons", "*", "person_id", ("person", person()),
+            f"{person()} AS person, p.record_count, p.agency_count, p.agencies {attrs}",
         ),
         (
             "links", "links", "*", "record_key_l, record_key_r",
-            ("record_l || record_r", f"{record.format('_l')} || {record.format('_r')}"),
-            f"{person.format('_l')} AS person_l, {person.format('_r')} AS person_r, "
-            f"{record.format('_l')} AS record_l, {record.format('_r')} AS record_r, "
+            ("record_l || record_r", f"{record('_l')} || {record('_r')}"),
+            f"{person('_l')} AS person_l, {person('_r')} AS person_r, "
+            f"{record('_l')} AS record_l, {record('_r')} AS record_r, "
             f"p.match_weight, p.match_probability, p.linked, p.grade, p.veto {detail}",
         ),
     ):  # fmt: skip

@@ -97,7 +97,7 @@ def check_blocking_budget(
 #: measured with the demo model (12 rules), spilling: 1M records scored under a 256 MB limit
 #: but not 128 MB, 250k under 128 MB but not 96 MB, 78k under 64 MB but not 101k. Over a quarter
 #: of the limit, 25 bytes switches to blocking one rule at a time at 53k, 107k and 213k records
-#: for those limits: a margin of 1.5 to 4.
+#: for those limits: a margin of 1.5 to 4.7.
 _BYTES_PER_RECORD_AND_RULE = 25
 
 

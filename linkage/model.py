@@ -377,15 +377,16 @@ def train_model(
     linker.training.estimate_u_using_random_sampling(
         max_pairs=config.model.max_pairs_u / 10, seed=config.model.seed
     )
-    blocks: list[Any] = _em_blocks(fields, used_schemes)
+    blocks: list[Any] = []  # Splink's rules, or SQL for a session trained on a sample
     sampled = {}
-    for i, rule in enumerate(blocks):
-        pairs = rule_pairs(con, table, _rule_sql(rule))[0]
+    for block in _em_blocks(fields, used_schemes):
+        sql = _rule_sql(block)
+        pairs = rule_pairs(con, table, sql)[0]
         if pairs > config.model.max_pairs_em:  # every k-th pair, by a hash of the two keys
-            k = -(-pairs // int(config.model.max_pairs_em))
-            blocks[i] = f"({_rule_sql(rule)}) AND hash(l.record_key, r.record_key) % {k} = 0"
-            sampled[_rule_sql(rule)] = k
-            log.info("EM session %s: %d pairs, trained on one in %d", _rule_sql(rule), pairs, k)
+            k = sampled[sql] = -(-pairs // int(config.model.max_pairs_em))
+            block = f"({sql}) AND hash(l.record_key, r.record_key) % {k} = 0"
+            log.info("EM session %s: %d pairs, trained on one in %d", sql, pairs, k)
+        blocks.append(block)
     for rule in blocks:
         linker.training.estimate_parameters_using_expectation_maximisation(rule)
     pooled = _m_from_em_pairs(
