@@ -48,6 +48,8 @@ def _keys(rule: str) -> list[tuple[str, str]]:
 def rule_pairs(con: duckdb.DuckDBPyConnection, table: str, rule: str) -> tuple[int, str, int]:
     """(pairs, biggest key, its pairs) of an equi-join rule on ``table`` (a dedupe: l < r)."""
     keys = _keys(rule)
+    if all(a == b for a, b in keys):
+        return _same_key_pairs(con, table, [a for a, _ in keys])
     left = ", ".join(f"{a} AS k{i}" for i, (a, _) in enumerate(keys))
     right = ", ".join(f"{b} AS k{i}" for i, (_, b) in enumerate(keys))
     not_null_l = " AND ".join(f"{a} IS NOT NULL" for a, _ in keys)
@@ -68,6 +70,23 @@ def rule_pairs(con: duckdb.DuckDBPyConnection, table: str, rule: str) -> tuple[i
     symmetric = {(a, b) for a, b in keys} == {(b, a) for a, b in keys}
     halve = 2 if symmetric else 1
     return (int(total) - int(itself_n)) // halve, str(top_key), int(top) // halve
+
+
+def _same_key_pairs(
+    con: duckdb.DuckDBPyConnection, table: str, keys: list[str]
+) -> tuple[int, str, int]:
+    """:func:`rule_pairs` of a rule that compares each key with itself (``l.x = r.x``): one
+    group count, as a group of n records holds n(n-1)/2 pairs."""
+    group = ", ".join(keys)
+    not_null = " AND ".join(f"{k} IS NOT NULL" for k in keys)
+    key_text = " || ', ' || ".join(f"CAST({k} AS VARCHAR)" for k in keys)
+    total, top_key, top = con.sql(f"""
+        WITH g AS (SELECT {key_text} AS key, count(*) AS n FROM {table} WHERE {not_null}
+                   GROUP BY {group})
+        SELECT coalesce(sum(n * (n - 1) // 2), 0), arg_min(key, (-n, key)), coalesce(max(n), 0)
+        FROM g
+    """).fetchall()[0]
+    return int(total), str(top_key), int(top) * (int(top) - 1) // 2
 
 
 def check_blocking_budget(

@@ -164,6 +164,7 @@ def test_a_placeholder_over_budget_stops_with_rule_and_value(tmp_path: Path) -> 
         check_blocking_budget(con, "records", settings_path, budget=10_000)
     assert "family_name" in str(e.value) and "UNKNOWN" in str(e.value)
     assert "44,850 pairs" in str(e.value) and "model.max_pairs_per_rule" in str(e.value)
+    assert "44,850 of them share" in str(e.value)  # n(n-1)/2 pairs in a group of n
 
 
 def test_a_rule_that_is_not_an_equi_join_is_refused(tmp_path: Path) -> None:
