@@ -54,6 +54,40 @@ def new_person_id(min_record_key: str, issued: set[str]) -> str:
         salt += 1
 
 
+def _issue_ids(con: duckdb.DuckDBPyConnection, issued: str) -> None:
+    """Table ``__fresh(cluster_id, person_id, n, split_from)``: a new ID for each cluster of
+    ``__unkept``, as :func:`new_person_id` gives them in cluster order, none of them in the
+    query ``issued``. Computed in SQL; only when one collides (with an issued ID or another new
+    one) are they all issued again one at a time in Python, which salts the colliding ones."""
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE __fresh AS
+        SELECT f.cluster_id, 'P' || sha256(f.cluster_id)[:16] AS person_id, f.n,
+               b.old_id AS split_from
+        FROM __unkept f LEFT JOIN __biggest_old b USING (cluster_id)
+    """)
+    (collides,) = con.sql(f"""
+        SELECT EXISTS (SELECT 1 FROM __fresh GROUP BY person_id HAVING count(*) > 1)
+            OR EXISTS (SELECT 1 FROM __fresh SEMI JOIN ({issued}) USING (person_id))
+    """).fetchall()[0]
+    if not collides:
+        return
+    taken = {r[0] for r in con.sql(issued).fetchall()}
+    fresh = con.sql(
+        "SELECT cluster_id, n, split_from FROM __fresh ORDER BY cluster_id"
+    ).to_arrow_table()
+    new_ids = []
+    for cluster_id in fresh.column("cluster_id").to_pylist():
+        pid = new_person_id(cluster_id, taken)
+        taken.add(pid)
+        new_ids.append(pid)
+    con.register("__fresh_rows", fresh.append_column("person_id", pa.array(new_ids, pa.string())))
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE __fresh AS "
+        "SELECT cluster_id, person_id, n, split_from FROM __fresh_rows"
+    )
+    con.unregister("__fresh_rows")
+
+
 def assign_person_ids(
     con: duckdb.DuckDBPyConnection, run_id: str, previous: bool
 ) -> IdentityResult:
@@ -115,18 +149,13 @@ def assign_person_ids(
             """,
             [run_id],
         )
-        issued = {
-            r[0]
-            for r in con.sql(
-                f"SELECT DISTINCT person_id FROM {lineage} UNION SELECT person_id FROM prev.records"
-            ).fetchall()
-        }
+        issued = f"SELECT person_id FROM {lineage} UNION SELECT person_id FROM prev.records"
     else:
         con.execute("CREATE OR REPLACE TEMP TABLE __kept (cluster_id VARCHAR, person_id VARCHAR)")
         con.execute(
             "CREATE OR REPLACE TEMP TABLE __overlap (cluster_id VARCHAR, old_id VARCHAR, n BIGINT)"
         )
-        issued = set()
+        issued = "SELECT NULL::VARCHAR AS person_id WHERE false"
 
     con.execute("""
         CREATE OR REPLACE TEMP TABLE __unkept AS
@@ -140,21 +169,7 @@ def assign_person_ids(
         SELECT cluster_id, old_id FROM __overlap
         QUALIFY row_number() OVER (PARTITION BY cluster_id ORDER BY n DESC, old_id) = 1
     """)
-    fresh = con.sql("""
-        SELECT f.cluster_id, f.n, b.old_id AS split_from
-        FROM __unkept f LEFT JOIN __biggest_old b USING (cluster_id) ORDER BY f.cluster_id
-    """).to_arrow_table()
-    new_ids = []
-    for cluster_id in fresh.column("cluster_id").to_pylist():
-        pid = new_person_id(cluster_id, issued)
-        issued.add(pid)
-        new_ids.append(pid)
-    con.register("__fresh_rows", fresh.append_column("person_id", pa.array(new_ids, pa.string())))
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE __fresh AS "
-        "SELECT cluster_id, person_id, n, split_from FROM __fresh_rows"
-    )
-    con.unregister("__fresh_rows")
+    _issue_ids(con, issued)
     con.execute(
         """
         INSERT INTO lineage_new
