@@ -266,19 +266,21 @@ def split_known(
     if release is None:
         con.execute(f"COPY ({rows}) TO {sql_str(fresh)} (FORMAT parquet)")
         return 0
+    con.execute(f"CREATE TEMP TABLE __delivered AS {rows}")  # each row's digest once
     con.execute(f"ATTACH {sql_str(release)} AS prev (READ_ONLY)")
     try:
         con.execute(
             f"COPY (SELECT r.* EXCLUDE (person_id) FROM prev.records r "
-            f"SEMI JOIN ({rows}) USING ({SOURCE_HASH}) WHERE r.agency = ?) "
+            f"SEMI JOIN __delivered USING ({SOURCE_HASH}) WHERE r.agency = ?) "
             f"TO {sql_str(known)} (FORMAT parquet)",
             [agency],
         )
     finally:
         con.execute("DETACH prev")
     con.execute(
-        f"COPY (SELECT * FROM ({rows}) ANTI JOIN read_parquet({sql_str(known)}) USING "
+        f"COPY (SELECT * FROM __delivered ANTI JOIN read_parquet({sql_str(known)}) USING "
         f"({SOURCE_HASH})) TO {sql_str(fresh)} (FORMAT parquet)"
     )
+    con.execute("DROP TABLE __delivered")
     (n,) = con.sql(f"SELECT count(*) FROM read_parquet({sql_str(known)})").fetchall()[0]
     return int(n)
