@@ -68,6 +68,8 @@ def twins(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunRecord, RunRecor
         r[surname] = r[surname] + "E"  # corrected or mistyped surnames
     clash = list(tomorrow[3])  # a new row reusing an unchanged row's patient_id: both quarantined
     clash[forename] = "Someone"
+    # and breaks two row rules, checked on new rows only (quarantined as in a full run)
+    clash[header.index("date_of_birth")], clash[header.index("postcode")] = "04/07/1958", "N0T"
     tomorrow.append(clash)
     for f in nhs:
         _write(f, header, tomorrow)
@@ -132,6 +134,8 @@ def test_unchanged_rows_keep_their_records_and_the_books_still_balance(
         assert replace(inc, reused=0, source=ful.source) == ful  # books, flags, completeness...
     nhs = next(e for e in incremental.extracts if e.agency == "nhs_trust")
     assert nhs.quarantine_reasons.get("unique:patient_id") == 2
+    assert nhs.quarantine_reasons.get("pattern:date_of_birth") == 1
+    assert nhs.quarantine_reasons.get("pattern:postcode") == 1
     tables = []
     for run in (incremental, full):
         assert run.release is not None
