@@ -197,9 +197,9 @@ def predict_incremental(
 # Validation and standardisation are pure functions of a delivered row, its contract, the agency's
 # mapping, the identifier settings and this code. So a row delivered exactly as last time (same
 # digest of its values) that the current release holds already passed the contract's row rules
-# and was standardised to the record the release holds: that record is reused. Only rules that
-# depend on other rows (``unique``) and on the whole extract (row count, share of missing values)
-# are checked on every row again. Anything that could change a verdict or a record (the contract
+# and was standardised to the record the release holds: that record is reused. Rules on the whole
+# extract (row count, share of missing values) are checked on every row again, and ``unique`` on
+# the new and changed rows with the known rows sharing a value with one. Anything that could change a verdict or a record (the contract
 # file, the agency's configuration, the identifier settings, the code of validation and
 # standardisation, the library versions) is in the intake fingerprint: when it differs from the
 # one the current release was built with, every row is validated and standardised again.

@@ -451,11 +451,13 @@ def _column_frame(table: pa.Table, column: str | None, index: pd.Index) -> pd.Da
     return series.to_frame(column)
 
 
-def _on_every_row(expectation: Any) -> bool:
-    """Whether an expectation's verdict on a row depends on other rows (``unique``) or it is about
-    the whole extract: those are checked on every row even in an incremental intake."""
+def _kind(expectation: Any) -> str:
+    """``extract`` (a rule about the whole extract: checked on every row even in an incremental
+    intake), ``unique`` (a row's verdict depends on the other rows) or ``row``."""
     meta = expectation.meta or {}
-    return not meta.get("row_rule") or meta.get("rule") == "unique"
+    if not meta.get("row_rule"):
+        return "extract"
+    return "unique" if meta.get("rule") == "unique" else "row"
 
 
 #: Values in one pandas frame of the incremental row checks (memory: about 100 bytes each).
@@ -473,12 +475,22 @@ def _run_suite(
     results = []
     rest: list[Any] = []
     for column, group in _groups(suite).items():
-        every = [e for e in group if fresh is None or _on_every_row(e)]
-        rest += [e for e in group if fresh is not None and not _on_every_row(e)]
+        every = [e for e in group if fresh is None or _kind(e) == "extract"]
+        unique = [e for e in group if fresh is not None and _kind(e) == "unique"]
+        rest += [e for e in group if fresh is not None and _kind(e) == "row"]
         if every:
             frame = _column_frame(table, None if column == _TABLE else column, index)
             results += runner.run(frame, every)
             del frame
+        if unique and fresh is not None:
+            # The known rows were unique among themselves (the release holds them), so only
+            # the new and changed rows and the known rows sharing a value with one can clash.
+            values = table[column]
+            shared = pc.is_in(values, value_set=values.filter(pa.array(fresh)), skip_nulls=True)
+            rows = fresh | pc.fill_null(shared, False).to_numpy(zero_copy_only=False)
+            results += runner.run(
+                _column_frame(table.filter(pa.array(rows)), column, index[rows]), unique
+            )
     if rest and fresh is not None:
         # The row rules on the new and changed rows only: usually few rows, so several columns
         # in one frame and one run (a run costs about 0.1 s however small its frame).
@@ -620,9 +632,10 @@ def validate_extract(
     ``out_dir/<agency>.validation.json``. When no row fails, the two files are left untouched.
 
     ``known_lines`` (an incremental intake, :mod:`linkage.incremental`): rows delivered exactly
-    as the current release holds them, which passed these row rules already; they are checked
-    only by the rules that depend on other rows (``unique``) and by the whole-extract rules, so
-    the other expectations' counts in the results cover the new and changed rows only.
+    as the current release holds them, which passed these row rules already (and were unique
+    among themselves); the whole-extract rules check every row, ``unique`` the new and changed
+    rows and the known rows sharing a value with one, the other row rules the new and changed
+    rows only. The expectations' counts in the results cover the rows each checked.
 
     Example:
         >>> extracted = read_extract(agency, contract, work)  # doctest: +SKIP
