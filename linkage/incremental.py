@@ -199,10 +199,11 @@ def predict_incremental(
 # digest of its values) that the current release holds already passed the contract's row rules
 # and was standardised to the record the release holds: that record is reused. Rules on the whole
 # extract (row count, share of missing values) are checked on every row again, and ``unique`` on
-# the new and changed rows with the known rows sharing a value with one. Anything that could change a verdict or a record (the contract
-# file, the agency's configuration, the identifier settings, the code of validation and
-# standardisation, the library versions) is in the intake fingerprint: when it differs from the
-# one the current release was built with, every row is validated and standardised again.
+# the new and changed rows with the known rows sharing a value with one. Anything that could
+# change a verdict or a record (the contract file, the agency's configuration, the identifier
+# settings, the code of validation and standardisation, the library versions) is in the intake
+# fingerprint: when it differs from the one the current release was built with, every row is
+# validated and standardised again.
 # Standardisation reads the date only to flag birth dates in the future; a reused record keeps
 # the flag it was given (a full run, `linkage run --full`, re-reads every row).
 
@@ -256,11 +257,12 @@ def known_lines(
 
 def split_known(
     con: duckdb.DuckDBPyConnection, accepted: Path, columns: Sequence[str],
-    release: Path | None, agency: str, fresh: Path, known: Path,
+    release: Path | None, agency: str, fresh: Path,
 ) -> int:  # fmt: skip
-    """Split an agency's accepted rows: those ``release`` holds as delivered go to ``known`` as
-    the release's standardised records (with their digest); the others to ``fresh`` (the rows,
-    with their digest), to be standardised. Returns the number of known records."""
+    """Split an agency's accepted rows: the records ``release`` holds for rows delivered as they
+    are go to temporary table ``known_records`` (with their digest, without their person); the
+    other rows to ``fresh`` (the rows, with their digest), to be standardised. Returns the
+    number of known records."""
     digest = source_hash_sql(columns)
     rows = f"SELECT *, {digest} AS {SOURCE_HASH} FROM read_parquet({sql_str(accepted)})"
     if release is None:
@@ -270,17 +272,16 @@ def split_known(
     con.execute(f"ATTACH {sql_str(release)} AS prev (READ_ONLY)")
     try:
         con.execute(
-            f"COPY (SELECT r.* EXCLUDE (person_id) FROM prev.records r "
-            f"SEMI JOIN __delivered USING ({SOURCE_HASH}) WHERE r.agency = ?) "
-            f"TO {sql_str(known)} (FORMAT parquet)",
+            f"CREATE OR REPLACE TEMP TABLE known_records AS SELECT r.* EXCLUDE (person_id) "
+            f"FROM prev.records r SEMI JOIN __delivered USING ({SOURCE_HASH}) WHERE r.agency = ?",
             [agency],
         )
     finally:
         con.execute("DETACH prev")
     con.execute(
-        f"COPY (SELECT * FROM __delivered ANTI JOIN read_parquet({sql_str(known)}) USING "
-        f"({SOURCE_HASH})) TO {sql_str(fresh)} (FORMAT parquet)"
+        f"COPY (SELECT * FROM __delivered ANTI JOIN known_records USING ({SOURCE_HASH})) "
+        f"TO {sql_str(fresh)} (FORMAT parquet)"
     )
     con.execute("DROP TABLE __delivered")
-    (n,) = con.sql(f"SELECT count(*) FROM read_parquet({sql_str(known)})").fetchall()[0]
+    (n,) = con.sql("SELECT count(*) FROM known_records").fetchall()[0]
     return int(n)

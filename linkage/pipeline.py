@@ -172,17 +172,17 @@ def standardise(
     out = run.run_dir / "standardised"
     out.mkdir(exist_ok=True, mode=0o700)
     final = out / f"{agency}.parquet"
-    fresh, known = out / f"{agency}.fresh.parquet", out / f"{agency}.known.parquet"
+    fresh = out / f"{agency}.fresh.parquet"
     con = connect(":memory:", config)
     try:
         columns = load_contract(spec.contract).column_names
         release = reusable_release(config, agency, run)
-        reused = split_known(con, validated.accepted_path, columns, release, agency, fresh, known)
+        reused = split_known(con, validated.accepted_path, columns, release, agency, fresh)
         new = standardise_extract(fresh, spec, config.identifiers, out / f"{agency}.new.parquet")
         if reused:
             con.execute(
-                f"COPY (SELECT * FROM read_parquet([{sql_str(new.path)}, {sql_str(known)}], "
-                f"union_by_name = true)) TO {sql_str(final)} (FORMAT parquet)"
+                f"COPY (SELECT * FROM read_parquet({sql_str(new.path)}) UNION ALL BY NAME "
+                f"SELECT * FROM known_records) TO {sql_str(final)} (FORMAT parquet)"
             )
             std = StandardiseResult(final, *count_flags(final))
         else:
@@ -190,7 +190,7 @@ def standardise(
             std = replace(new, path=final)
     finally:
         con.close()
-    for p in (fresh, known, new.path):
+    for p in (fresh, new.path):
         p.unlink(missing_ok=True)
     if reused:
         log.info("%s: %d rows delivered as before, their records reused", agency, reused)
