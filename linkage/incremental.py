@@ -32,6 +32,7 @@ from linkage.cluster import CLUSTER_VETOES, ClusterPolicy, PreviousClusters
 from linkage.config import Agency, IdentifierScheme
 from linkage.db import quote, sql_str
 from linkage.model import ModelArtefact, register_tf_tables
+from linkage.standardise.nicknames import nickname_pairs
 from schemas.canonical import CANONICAL_FIELDS, SOURCE_HASH
 
 log = logging.getLogger(__name__)
@@ -44,13 +45,14 @@ DETAIL_PREFIXES = ("gamma_", "bf_", "mw_")
 def matching_fingerprint(
     model: ModelArtefact, policy: ClusterPolicy, predict_threshold: float
 ) -> str:
-    """What decides the links: the model (and its term frequencies) and the clustering rules
-    (their settings and their code)."""
+    """What decides the links: the model (and its term frequencies), the clustering rules
+    (their settings and their code) and the given-name variants."""
     h = hashlib.sha256(model.settings_path.read_bytes())
     for _, path in sorted(model.tf_tables().items()):
         h.update(path.read_bytes())
     h.update(json.dumps([asdict(policy), predict_threshold], sort_keys=True).encode())
     h.update((Path(__file__).parent / "cluster.py").read_bytes())
+    h.update(repr(nickname_pairs()).encode())  # the given-name variants the model compares
     return h.hexdigest()[:16]
 
 

@@ -78,6 +78,8 @@ def test_twins_with_different_given_names_are_never_linked() -> None:
     ("g1", "m1", "g2"),
     [
         ("WILLIAM", None, "BILL"),  # a short form from the reference list
+        ("MUHAMMAD", None, "MO"),  # and from the UK supplement (nicknames_uk.txt)
+        ("MARGARET", None, "MAISIE"),
         ("WILLIAM", None, "LIAM"),  # one contains the other
         ("J", None, "JOHN"),  # an initial
         ("IAN", None, "INA"),  # one typo

@@ -232,3 +232,34 @@ def test_an_incremental_release_is_the_previous_one_with_the_changes_written_in(
     changes = [m for m in caplog.messages if "as the changes since" in m]
     assert len(changes) == 1 and released[True].name in changes[0]
     _assert_same_tables(analyst[True], analyst[False], ("persons", "crosswalk", "links"))
+
+
+def test_what_decides_the_links_is_in_the_matching_fingerprint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change of model, term frequencies, clustering rules, threshold or given-name variants
+    makes the next run a full one (the fingerprint differs); the same inputs, the same print."""
+    from linkage import incremental
+    from linkage.cluster import ClusterPolicy
+    from linkage.model import ModelArtefact
+
+    (tmp_path / "splink_model.json").write_text('{"comparisons": []}')
+    (tmp_path / "tf_given_name.parquet").write_bytes(b"one")
+    model = ModelArtefact(tmp_path, "v1", ("given_name",), ())
+    policy = ClusterPolicy(("id_nhs_number",), ("id_nhs_number",), 0.7, 0.99, 50)
+    base = incremental.matching_fingerprint(model, policy, 0.3)
+    assert incremental.matching_fingerprint(model, policy, 0.3) == base
+    assert (
+        incremental.matching_fingerprint(model, replace(policy, cluster_threshold=0.8), 0.3) != base
+    )
+    assert incremental.matching_fingerprint(model, policy, 0.2) != base
+    pairs = incremental.nickname_pairs()
+    monkeypatch.setattr(incremental, "nickname_pairs", lambda: (*pairs, ("MOL", "MARY")))
+    assert incremental.matching_fingerprint(model, policy, 0.3) != base
+    monkeypatch.undo()
+    (tmp_path / "tf_given_name.parquet").write_bytes(b"two")
+    assert incremental.matching_fingerprint(model, policy, 0.3) != base
+    (tmp_path / "tf_given_name.parquet").write_bytes(b"one")
+    assert incremental.matching_fingerprint(model, policy, 0.3) == base
+    (tmp_path / "splink_model.json").write_text('{"comparisons": [1]}')
+    assert incremental.matching_fingerprint(model, policy, 0.3) != base
