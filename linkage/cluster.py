@@ -7,8 +7,9 @@ above any threshold, and that one pair joins the twins' whole clusters. Hence th
 1. **Decide each scored pair** (table ``decisions``). A pair is *vetoed* (never linked) when
    - ``identifier_conflict``: both records hold a trusted number of one scheme and they differ;
    - ``date_of_birth_conflict``: both hold a birth date, more than a year apart and more than one
-     digit apart (a mistyped digit is not a conflict), unless they share an identifier (any
-     scheme, one typo allowed) and their given names do not conflict;
+     digit apart (a mistyped digit is not a conflict, in a year of four digits or of two: 1991
+     and 2001), unless they share an identifier (any scheme, one typo allowed) and their given
+     names do not conflict;
    - ``given_name_conflict``: both hold a given name and they share no identifier, and the
      names are not similar (Jaro-Winkler < 0.8 and more than one typo apart), not variants of one
      another (``BILL``, ``WILLIAM``; also with a typo in a name of 4 or more letters: ``JAEMS``,
@@ -117,9 +118,12 @@ def conflict_sql(a: str, b: str, policy: ClusterPolicy, probability: str) -> dic
     personal = f"coalesce({personal or 'false'}, false)"
     differ = " OR ".join(f"{a}.{c} <> {b}.{c}" for c in trusted) or "false"
     ad, bd = f"{a}.date_of_birth", f"{b}.date_of_birth"
+    # A mistyped digit is not a conflict, in a year of four digits or of two (01 for 91 reads
+    # as 2001 for 1991).
     dob = (
         f"coalesce(abs(date_diff('day', {ad}, {bd})) > 366 "
-        f"AND levenshtein(strftime({ad}, '%Y%m%d'), strftime({bd}, '%Y%m%d')) > 1, false)"
+        f"AND levenshtein(strftime({ad}, '%Y%m%d'), strftime({bd}, '%Y%m%d')) > 1 "
+        f"AND levenshtein(strftime({ad}, '%y%m%d'), strftime({bd}, '%y%m%d')) > 1, false)"
     )
     ag, bg = f"{a}.given_name", f"{b}.given_name"
 

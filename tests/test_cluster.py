@@ -141,12 +141,17 @@ def test_same_name_born_decades_apart_is_vetoed_but_a_digit_typo_is_not() -> Non
     con = _con(
         [("a", "JOHN", None, "TAYLOR", date(1960, 4, 1), None),
          ("b", "JOHN", None, "TAYLOR", date(1990, 7, 9), None),
-         ("c", "JOHN", None, "TAYLOR", date(1960, 4, 7), None)],
-        [("a", "b", 0.995), ("a", "c", 0.995)],
+         ("c", "JOHN", None, "TAYLOR", date(1960, 4, 7), None),
+         ("d", "JOHN", None, "TAYLOR", date(2001, 1, 18), None),
+         ("e", "JOHN", None, "TAYLOR", date(1991, 1, 18), None),  # 01 typed as 91
+         ("f", "JOHN", None, "TAYLOR", date(1981, 1, 19), None)],  # and two digits more
+        [("a", "b", 0.995), ("a", "c", 0.995), ("d", "e", 0.995), ("d", "f", 0.995)],
     )  # fmt: skip
     cluster(con, POLICY)
     assert _decision(con, "a", "b")[2] == "date_of_birth_conflict"
     assert _decision(con, "a", "c") == (True, "probable", None)
+    assert _decision(con, "d", "e") == (True, "probable", None)
+    assert _decision(con, "d", "f")[2] == "date_of_birth_conflict"
 
 
 def test_chain_through_a_third_record_cannot_join_conflicting_records() -> None:
