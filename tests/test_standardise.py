@@ -549,6 +549,20 @@ class TestAddresses:
             None,
         ]
 
+    def test_street_types_are_written_one_way_as_whole_words_only(self) -> None:
+        assert apply(
+            std_address,
+            ["1 Station Road", "1 Station Rd.", "2 Roadside Close", "St John's Street",
+             "Flat 3 Court Gardens, Crescent Avenue", "Saint Street"],
+        ) == [
+            "1 STATION RD",
+            "1 STATION RD",
+            "2 ROADSIDE CL",  # ROAD inside a word stays
+            "ST JOHNS ST",
+            "FLAT 3 CT GDNS CRES AVE",
+            "SAINT ST",  # only full words are contracted: ST is never expanded
+        ]  # fmt: skip
+
     def test_columns_are_combined_skipping_nulls_and_empties(self) -> None:
         df = pl.DataFrame(
             {
@@ -1009,7 +1023,7 @@ DEMO_EXPECTED: dict[str, list[dict]] = {
             date_of_birth=date(1985, 3, 14),
             dob_precision="day",
             sex="M",
-            address="10 HIGH STREET LEEDS",
+            address="10 HIGH ST LEEDS",
             postcode="LS6 2AB",
             postcode_district="LS6",
             birth_year=1985,
@@ -1203,7 +1217,7 @@ class TestCanonical:
                 None,
                 None,
                 "F",
-                "OAK LANE",
+                "OAK LN",
                 "LS6 2AB",
                 ["dob_unparseable", "nhs_invalid"],
                 None,

@@ -6,6 +6,10 @@ Decisions:
   (``St John's`` -> ``ST JOHNS``), accents folded, digits kept.
 * A component that is a placeholder on its own (``flat = NONE``, ``N/A``) is skipped when the
   columns are combined, silently: the rest of the address is good.
+* Street types are written one way, abbreviated as whole words (``Station Road`` and ``Station
+  Rd`` -> ``STATION RD``; see ``STREET_TYPES``): agencies abbreviate differently, and an address
+  is compared and blocked on as a whole. Only full words are contracted, so ``ST`` (saint or
+  street) is never guessed at.
 * "No fixed abode" (NFA, NO FIXED ABODE, ... anywhere, as whole words) nulls the whole address: what
   is left (a town) is not an address and is shared by many people.
 * ``address_placeholder`` is flagged when the source held something but the address ends up null
@@ -27,6 +31,27 @@ from linkage.standardise.placeholders import (
 from linkage.standardise.text import blank_to_null, clean_source, fold_upper
 
 _PLACEHOLDER_RE = whole_value_regex(ADDRESS_PLACEHOLDERS)
+
+#: Street types as written in full (and in rarer abbreviations) -> the usual abbreviation.
+STREET_TYPES = {
+    "ROAD": "RD",
+    "STREET": "ST",
+    "AVENUE": "AVE",
+    "AV": "AVE",
+    "LANE": "LN",
+    "CLOSE": "CL",
+    "DRIVE": "DR",
+    "CRESCENT": "CRES",
+    "CRESC": "CRES",
+    "GROVE": "GR",
+    "GARDENS": "GDNS",
+    "PLACE": "PL",
+    "TERRACE": "TERR",
+    "TCE": "TERR",
+    "COURT": "CT",
+    "SQUARE": "SQ",
+    "PARADE": "PDE",
+}
 _NFA_RE = r"(?:^| )(?:" + "|".join(NO_FIXED_ABODE_PATTERNS) + r")(?: |$)"
 
 
@@ -34,15 +59,28 @@ def std_address(expr: pl.Expr) -> pl.Expr:
     """Standardise address text: upper-case letters and digits, single spaces. Idempotent.
 
     Example:
-        >>> s = pl.Series(["Flat 2, 10-12 St. John’s Rd ", "  "])
+        >>> s = pl.Series(["Flat 2, 10-12 St. John’s Road ", "  "])
         >>> pl.select(std_address(pl.lit(s))).to_series().to_list()
         ['FLAT 2 10 12 ST JOHNS RD', None]
     """
-    return blank_to_null(_std_address_keep_empty(expr))
+    return blank_to_null(_street_types(_std_address_keep_empty(expr)))
 
 
 def _std_address_keep_empty(expr: pl.Expr) -> pl.Expr:
     return fold_upper(expr).str.replace_all(r"[^\p{L}\p{N}]+", " ").str.strip_chars(" ")
+
+
+_WORDS = [f" {w} " for w in STREET_TYPES]
+_SHORT = [f" {s} " for s in STREET_TYPES.values()]
+
+
+def _street_types(std: pl.Expr) -> pl.Expr:
+    """A standardised address with its street types abbreviated (whole words only)."""
+    padded = pl.concat_str([pl.lit(" "), std, pl.lit(" ")])
+    # One pass per word in a row of street types ("CLOSE ROAD"): matches cannot share a space.
+    return (
+        padded.str.replace_many(_WORDS, _SHORT).str.replace_many(_WORDS, _SHORT).str.strip_chars()
+    )
 
 
 def is_address_placeholder(expr: pl.Expr) -> pl.Expr:
@@ -88,7 +126,7 @@ def combine_address(columns: Sequence[pl.Expr], separator: str = " ") -> pl.Expr
         .struct.with_fields(**stds)
         .struct.with_fields(
             # the separator is joined before standardising, as configured (so ", " also works)
-            _combined=blank_to_null(joined),
+            _combined=blank_to_null(_street_types(joined)),
             _nfa=pl.any_horizontal(
                 [pl.field(f"_std{i}").str.contains(_NFA_RE).fill_null(False) for i in range(n)]
             ),
