@@ -80,8 +80,9 @@ CANONICAL_FIELDS: tuple[Field, ...] = (
         "address",
         "VARCHAR",
         "direct_identifier",
-        "Address line(s) combined, standardised: upper case, punctuation removed, single spaces. "
-        "NULL when absent or a placeholder (NFA, NO FIXED ABODE).",
+        "Address line(s) combined, standardised: upper case, punctuation removed, single spaces, "
+        "street types abbreviated (ROAD -> RD). NULL when absent or a placeholder (NFA, NO FIXED "
+        "ABODE).",
     ),
     Field(
         "postcode",
