@@ -472,54 +472,51 @@ def _run_suite(
     fresh = None if known is None else ~np.isin(index.to_numpy(), known)
     outcomes: list[_Outcome] = []
     errored: list[tuple[str, str, str, str]] = []
-    results = []
+
+    def check(frame: pd.DataFrame, expectations: list[Any]) -> None:
+        for result in runner.run(frame, expectations):
+            config = result.expectation_config
+            problems = _errors(result)
+            if problems:
+                for kind, message in problems:
+                    col = str(config.kwargs.get("column", _TABLE))
+                    errored.append((str(config.type), col, kind, message))
+                continue
+            meta = config.meta or {}
+            lines = _failing_lines(result) if meta.get("row_rule") else np.empty(0, np.int64)
+            outcomes.append(
+                _Outcome(
+                    meta=meta,
+                    summary=sanitise(result),
+                    lines=lines,
+                    gx_result=sanitise_result(result.to_json_dict()),
+                )
+            )
+
     rest: list[Any] = []
     for column, group in _groups(suite).items():
         every = [e for e in group if fresh is None or _kind(e) == "extract"]
         unique = [e for e in group if fresh is not None and _kind(e) == "unique"]
         rest += [e for e in group if fresh is not None and _kind(e) == "row"]
         if every:
-            frame = _column_frame(table, None if column == _TABLE else column, index)
-            results += runner.run(frame, every)
-            del frame
+            check(_column_frame(table, None if column == _TABLE else column, index), every)
         if unique and fresh is not None:
             # The known rows were unique among themselves (the release holds them), so only
             # the new and changed rows and the known rows sharing a value with one can clash.
             values = table[column]
             shared = pc.is_in(values, value_set=values.filter(pa.array(fresh)), skip_nulls=True)
             rows = fresh | pc.fill_null(shared, False).to_numpy(zero_copy_only=False)
-            results += runner.run(
-                _column_frame(table.filter(pa.array(rows)), column, index[rows]), unique
-            )
+            check(_column_frame(table.filter(pa.array(rows)), column, index[rows]), unique)
     if rest and fresh is not None:
         # The row rules on the new and changed rows only: usually few rows, so several columns
         # in one frame and one run (a run costs about 0.1 s however small its frame).
-        rows, lines = table.filter(pa.array(fresh)), index[fresh]
+        fresh_rows, lines = table.filter(pa.array(fresh)), index[fresh]
         columns = sorted({e.column for e in rest})  # each row rule is on one column
-        per_run = max(1, _CELLS_PER_RUN // max(1, rows.num_rows))
+        per_run = max(1, _CELLS_PER_RUN // max(1, fresh_rows.num_rows))
         for i in range(0, len(columns), per_run):
             batch = columns[i : i + per_run]
-            frame = pd.concat([_column_frame(rows, c, lines) for c in batch], axis=1)
-            results += runner.run(frame, [e for e in rest if e.column in batch])
-            del frame
-    for result in results:
-        config = result.expectation_config
-        problems = _errors(result)
-        if problems:
-            for kind, message in problems:
-                col = str(config.kwargs.get("column", _TABLE))
-                errored.append((str(config.type), col, kind, message))
-            continue
-        meta = config.meta or {}
-        lines = _failing_lines(result) if meta.get("row_rule") else np.empty(0, np.int64)
-        outcomes.append(
-            _Outcome(
-                meta=meta,
-                summary=sanitise(result),
-                lines=lines,
-                gx_result=sanitise_result(result.to_json_dict()),
-            )
-        )
+            frame = pd.concat([_column_frame(fresh_rows, c, lines) for c in batch], axis=1)
+            check(frame, [e for e in rest if e.column in batch])
     if errored:
         raise ExpectationErrored(agency, errored)
     return outcomes
