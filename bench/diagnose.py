@@ -49,7 +49,7 @@ def main() -> None:
     )
     # The published records with their true person, as the model's input.
     con.execute("CREATE TABLE published AS SELECT * EXCLUDE (person_id) FROM idx.records")
-    load_records_from_table(con)
+    load_records_from_table(con, model.common_names)
     con.execute("""
         CREATE TABLE truthful AS SELECT r.*, t.person_id AS _true_id
         FROM records r JOIN truth t USING (agency, source_record_id)
@@ -119,12 +119,13 @@ def main() -> None:
     _patterns(con, "SELECT * FROM fl", gammas, labels, args.top)
 
 
-def load_records_from_table(con: duckdb.DuckDBPyConnection) -> None:
-    """``records`` as the link step builds it (with name variants), from table ``published``."""
+def load_records_from_table(con: duckdb.DuckDBPyConnection, common_names: Path | None) -> None:
+    """``records`` as the link step builds it (name variants, full-name key), from table
+    ``published``."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "published.parquet"
         con.execute(f"COPY published TO {sql_str(path)} (FORMAT parquet)")
-        load_records(con, [path])
+        load_records(con, [path], common_names=common_names)
 
 
 def _m_against_truth(con, settings: dict, labels: dict) -> None:

@@ -41,7 +41,7 @@ def bare_splink(config_path: Path, model: ModelArtefact, standardised: list[Path
     con = duckdb.connect()
     con.execute(f"SET threads = {config.duckdb.threads}")
     con.execute(f"SET memory_limit = '{config.duckdb.memory_limit}'")
-    load_records(con, standardised)
+    load_records(con, standardised, common_names=model.common_names)
     started = time.monotonic()
     db_api = DuckDBAPI(connection=con)
     linker = Linker(
@@ -130,7 +130,7 @@ def main() -> None:
     except duckdb.OutOfMemoryException:  # at 5M its one-statement blocking may not fit
         bare = None
     con = duckdb.connect()
-    load_records(con, paths)
+    load_records(con, paths, common_names=model.common_names)
     rules = check_blocking_budget(con, "records", model.settings_path, 1e18)
     candidates = sum(r.pairs for r in rules)
     con.close()

@@ -234,6 +234,13 @@ class ModelConfig(_Model):
         gt=0,
         description="A blocking rule generating more pairs stops the run (checked first).",
     )
+    common_name_records: int = Field(
+        50,
+        ge=1,
+        description="At training, a full name held by more records is listed as common: two "
+        "records sharing only a common name are not compared (they still are when they share a "
+        "birth date, postcode, address or identifier).",
+    )
     seed: int = 42
 
     @model_validator(mode="after")

@@ -24,7 +24,7 @@ from linkage.blocking import (
 from linkage.cluster import ClusterPolicy, ClusterResult, PreviousClusters, cluster
 from linkage.db import quote, sql_str
 from linkage.incremental import PAIR_KEYS, delta, detail_columns, predict_incremental
-from linkage.model import ModelArtefact, register_tf_tables
+from linkage.model import NAME_KEY, ModelArtefact, register_tf_tables
 from linkage.standardise.nicknames import VARIANTS_COLUMN, register_nicknames, variants_sql
 
 log = logging.getLogger(__name__)
@@ -49,21 +49,33 @@ class LinkResult:
 
 
 def load_records(
-    con: duckdb.DuckDBPyConnection, standardised: Sequence[Path], *, ordered: bool = False
+    con: duckdb.DuckDBPyConnection,
+    standardised: Sequence[Path],
+    *,
+    ordered: bool = False,
+    common_names: Path | None = None,
 ) -> int:
     """Union the standardised extracts into table ``records``, with each given name's variants
-    (:mod:`linkage.standardise.nicknames`); return its row count.
+    (:mod:`linkage.standardise.nicknames`) and the full-name blocking key (``NULL`` for a name
+    of ``common_names``, a model's :func:`linkage.model.save_common_names`); return its row count.
 
     ``ordered`` sorts them by record key, for training: it samples rows, and the same records in
     the same order give the same model. Scoring does not depend on the order, and the sort is the
     one step here that cannot run in a small memory limit."""
     files = ", ".join(sql_str(p) for p in standardised)
     nicknames = register_nicknames(con)
+    key, common = "r.given_name || '|' || r.family_name", ""
+    if common_names is not None:
+        key = f"CASE WHEN c.given_name IS NULL THEN {key} END"
+        common = (
+            f" LEFT JOIN read_parquet({sql_str(common_names)}) c "
+            "ON c.given_name = r.given_name AND c.family_name = r.family_name"
+        )
     con.execute(
         "CREATE OR REPLACE TABLE records AS "
-        f"SELECT r.*, {variants_sql('r.given_name')} AS {VARIANTS_COLUMN} "
+        f"SELECT r.*, {variants_sql('r.given_name')} AS {VARIANTS_COLUMN}, {key} AS {NAME_KEY} "
         f"FROM read_parquet([{files}], union_by_name=true) r "
-        f"LEFT JOIN {nicknames} n ON n.nickname = r.given_name"
+        f"LEFT JOIN {nicknames} n ON n.nickname = r.given_name{common}"
         + (" ORDER BY r.record_key" if ordered else "")
     )
     return con.sql("SELECT count(*) FROM records").fetchall()[0][0]

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 MODEL_FIELDS = ("name", "middle_names", "date_of_birth", "sex", "location")
 # A field is used only if at least this share of training records hold it.
 MIN_FILL = 0.01
+#: The column the full-name blocking rule compares (built by :func:`linkage.link.load_records`):
+#: given and family name, or NULL for a full name of the model's common names.
+NAME_KEY = "full_name_key"
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,13 @@ class ModelArtefact:
     @property
     def settings_path(self) -> Path:
         return self.path / "splink_model.json"
+
+    @property
+    def common_names(self) -> Path | None:
+        """The full names too common to be a candidate pair on their own (None for older
+        models, whose name rule compares every full name)."""
+        path = self.path / "common_names.parquet"
+        return path if path.exists() else None
 
     def tf_tables(self) -> dict[str, Path]:
         """Term-frequency tables saved at training, by column (empty for older models)."""
@@ -84,6 +94,30 @@ def save_tf_tables(
                   FROM {table} WHERE {c} IS NOT NULL GROUP BY {c} ORDER BY {c})
             TO {sql_str(out / f"tf_{col}.parquet")} (FORMAT parquet)
         """)
+
+
+def save_common_names(
+    con: duckdb.DuckDBPyConnection, table: str, out: Path, max_records: int
+) -> int:
+    """The full names (given and family) held by more than ``max_records`` training records, to
+    ``out/common_names.parquet``; returns how many.
+
+    Two records sharing only such a name are not a candidate pair of the full-name rule (pairs
+    in a name's block grow with the square of its count: 9.4M of the 14M candidates at 1M demo
+    records, most of them strangers). A pair of one person with a common name still meets on
+    another rule when it shares a birth date, a postcode, an address or an identifier; one that
+    shares none of them scores far below the threshold anyway, a common name being weak evidence.
+    Fixed at training, like the term frequencies, so a full and an incremental run compare the
+    same pairs.
+    """
+    path = out / "common_names.parquet"
+    con.execute(f"""
+        COPY (SELECT given_name, family_name FROM {table}
+              WHERE given_name IS NOT NULL AND family_name IS NOT NULL
+              GROUP BY ALL HAVING count(*) > {int(max_records)} ORDER BY ALL)
+        TO {sql_str(path)} (FORMAT parquet)
+    """)
+    return int(con.sql(f"SELECT count(*) FROM read_parquet({sql_str(path)})").fetchall()[0][0])
 
 
 def register_tf_tables(
@@ -295,7 +329,7 @@ def blocking_rules(fields: tuple[str, ...], schemes: tuple[str, ...]) -> list[An
             block_on("date_of_birth", "substr(given_name, 1, 1)", "substr(family_name, 1, 1)")
         )
     if "name" in has:
-        rules.append(block_on("given_name", "family_name"))
+        rules.append(block_on(NAME_KEY))  # the full name, unless common (save_common_names)
         # Given and family names recorded the other way round, which no name rule above pairs.
         rules.append("l.given_name = r.family_name AND l.family_name = r.given_name")
     if {"location", "name"} <= has:
@@ -400,6 +434,7 @@ def train_model(
     artefact = ModelArtefact(out, version, fields, used_schemes)
     artefact.settings_path.write_text(json.dumps(trained, indent=4))
     save_tf_tables(con, table, tf_columns(trained), out)
+    common = save_common_names(con, table, out, config.model.common_name_records)
     n_records = con.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0]
     metadata = {
         "version": version,
@@ -411,6 +446,7 @@ def train_model(
             "fill_rates": {k: round(v, 4) for k, v in fill.items()},
             "max_pairs_u": config.model.max_pairs_u,
             "em_sessions_sampled": sampled,
+            "common_names": {"records_over": config.model.common_name_records, "names": common},
             "seed": config.model.seed,
         },
         "training_seconds": round(time.monotonic() - started, 1),

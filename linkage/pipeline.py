@@ -387,7 +387,7 @@ def link(
     work_db = run.run_dir / "work.duckdb"
     con = connect(work_db, config)
     try:
-        load_records(con, standardised)
+        load_records(con, standardised, common_names=model.common_names)
         result = predict_and_cluster(
             con,
             model,

@@ -25,6 +25,7 @@ from linkage.db import order_by, quote, sql_str
 from linkage.errors import PublishError
 from linkage.identity import assign_person_ids
 from linkage.incremental import detail_columns
+from linkage.model import NAME_KEY
 from linkage.runlog import RunRecord
 from linkage.standardise.nicknames import VARIANTS_COLUMN
 
@@ -261,7 +262,7 @@ def _build_release(
 def _records_sql(where: str = "") -> str:
     """The release's records (with their person), from the work tables."""
     return (
-        f"SELECT p.person_id, r.* EXCLUDE ({VARIANTS_COLUMN}) FROM records r "
+        f"SELECT p.person_id, r.* EXCLUDE ({VARIANTS_COLUMN}, {NAME_KEY}) FROM records r "
         f"JOIN __person_of p USING (record_key) {where}"
     )
 

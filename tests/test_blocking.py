@@ -9,6 +9,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+import splink.comparison_library as cl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
@@ -18,7 +19,14 @@ from linkage.blocking import block_pairs, check_blocking_budget, rule_pairs
 from linkage.config import ProjectConfig, load_config
 from linkage.errors import BlockingBudgetError
 from linkage.link import load_records, predict_and_cluster
-from linkage.model import _em_blocks, _m_from_em_pairs, _rule_sql, match_prior
+from linkage.model import (
+    NAME_KEY,
+    _em_blocks,
+    _m_from_em_pairs,
+    _rule_sql,
+    match_prior,
+    save_common_names,
+)
 from linkage.pipeline import cluster_policy, load_model
 from tests.conftest import make_demo_project
 from tests.test_pipeline import run_steps
@@ -165,6 +173,50 @@ def test_a_placeholder_over_budget_stops_with_rule_and_value(tmp_path: Path) -> 
     assert "family_name" in str(e.value) and "UNKNOWN" in str(e.value)
     assert "44,850 pairs" in str(e.value) and "model.max_pairs_per_rule" in str(e.value)
     assert "44,850 of them share" in str(e.value)  # n(n-1)/2 pairs in a group of n
+
+
+def test_a_common_full_name_alone_makes_no_candidate_pair(tmp_path: Path) -> None:
+    """Names held by more than ``max_records`` training records are listed with the model; two
+    records sharing only such a name are not paired by the full-name rule, but still are by a
+    rule on what else they share, and a rarer name still pairs on its own."""
+    rows = [
+        ("a1", "ANN", "SMITH", "1980-01-01"),
+        ("a2", "ANN", "SMITH", "1980-01-01"),
+        ("a3", "ANN", "SMITH", "1975-06-30"),
+        ("b1", "BEN", "JONES", "1990-02-02"),
+        ("b2", "BEN", "JONES", "1991-03-03"),
+        ("c1", "ANN", None, "1975-06-30"),
+    ]
+    con = _table(rows)
+    assert save_common_names(con, "records", tmp_path, max_records=2) == 1
+    common = tmp_path / "common_names.parquet"
+    assert con.sql(f"SELECT * FROM '{common}'").fetchall() == [("ANN", "SMITH")]
+    parquet = tmp_path / "records.parquet"
+    con.execute(f"COPY records TO '{parquet}'")
+    keys = {}
+    for names in (None, common):
+        load_records(con, [parquet], common_names=names)
+        keys[names] = dict(con.sql(f"SELECT record_key, {NAME_KEY} FROM records").fetchall())
+    assert keys[None] == {
+        "a1": "ANN|SMITH", "a2": "ANN|SMITH", "a3": "ANN|SMITH",
+        "b1": "BEN|JONES", "b2": "BEN|JONES", "c1": None,
+    }  # fmt: skip
+    assert keys[common] == {**keys[None], "a1": None, "a2": None, "a3": None}
+    linker = Linker(
+        DuckDBAPI(connection=con).register("records"),
+        SettingsCreator(
+            link_type="dedupe_only",
+            unique_id_column_name="record_key",
+            comparisons=[cl.ExactMatch("date_of_birth")],
+            blocking_rules_to_generate_predictions=[
+                block_on(NAME_KEY),
+                block_on("family_name", "date_of_birth"),
+            ],
+        ),
+    )
+    pairs = linker.inference.predict().as_duckdbpyrelation()
+    found = set(pairs.select("record_key_l, record_key_r").fetchall())
+    assert {tuple(sorted(p)) for p in found} == {("a1", "a2"), ("b1", "b2")}
 
 
 def test_a_rule_that_is_not_an_equi_join_is_refused(tmp_path: Path) -> None:

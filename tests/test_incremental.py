@@ -237,8 +237,9 @@ def test_an_incremental_release_is_the_previous_one_with_the_changes_written_in(
 def test_what_decides_the_links_is_in_the_matching_fingerprint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A change of model, term frequencies, clustering rules, threshold or given-name variants
-    makes the next run a full one (the fingerprint differs); the same inputs, the same print."""
+    """A change of model, term frequencies, common names, clustering rules, threshold or
+    given-name variants makes the next run a full one (the fingerprint differs); the same
+    inputs, the same print."""
     from linkage import incremental
     from linkage.cluster import ClusterPolicy
     from linkage.model import ModelArtefact
@@ -260,6 +261,10 @@ def test_what_decides_the_links_is_in_the_matching_fingerprint(
     (tmp_path / "tf_given_name.parquet").write_bytes(b"two")
     assert incremental.matching_fingerprint(model, policy, 0.3) != base
     (tmp_path / "tf_given_name.parquet").write_bytes(b"one")
+    assert incremental.matching_fingerprint(model, policy, 0.3) == base
+    (tmp_path / "common_names.parquet").write_bytes(b"names")
+    assert incremental.matching_fingerprint(model, policy, 0.3) != base
+    (tmp_path / "common_names.parquet").unlink()
     assert incremental.matching_fingerprint(model, policy, 0.3) == base
     (tmp_path / "splink_model.json").write_text('{"comparisons": [1]}')
     assert incremental.matching_fingerprint(model, policy, 0.3) != base
