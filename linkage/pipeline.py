@@ -106,7 +106,7 @@ def extract(config: ProjectConfig, agency: str, run: RunContext) -> ExtractResul
     out = run.run_dir / "extracts"
     out.mkdir(exist_ok=True, mode=0o700)
     try:
-        return read_extract(spec, load_contract(spec.contract), out)
+        return read_extract(spec, load_contract(spec.contract), out, config.duckdb)
     except FileRejected as e:
         log.warning("%s: delivery rejected (%s)", agency, e.reason)
         return f"{e.reason}: {e.detail}"

@@ -18,6 +18,7 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import polars as pl
 import pyarrow as pa
@@ -26,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from linkage.config import Agency
+from linkage.config import Agency, DuckDBConfig
 from linkage.contracts import Contract, load_contract
 from linkage.errors import FileRejected, SourceError
 from linkage.sources import (
@@ -511,22 +512,29 @@ def test_a_value_holding_a_nul_character_is_kept_and_deduplicated(tmp_path: Path
     assert [row["given_name"] for row in accepted(r)] == ["A\x00B", "A"]
 
 
+@pytest.mark.parametrize(
+    ("reader", "blank"),
+    [("_read_fast", b""), ("_parse", b"\n")],  # a blank line is not plain
+)
 def test_a_file_that_grows_while_read_is_a_transient_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str, blank: bytes
 ) -> None:
     path = tmp_path / "growing.csv"
-    path.write_bytes(csv_bytes([COLUMNS, ROW]))
-    real_parse = __import__("linkage.sources.csv", fromlist=["_parse"])._parse
+    path.write_bytes(blank + csv_bytes([COLUMNS, ROW]))
+    real = getattr(__import__("linkage.sources.csv", fromlist=[reader]), reader)
+    read = []
 
-    def parse_then_grow(*args: Any, **kwargs: Any) -> Any:
-        counts = real_parse(*args, **kwargs)
+    def read_then_grow(*args: Any, **kwargs: Any) -> Any:
+        counts = real(*args, **kwargs)
+        read.append(counts)
         with path.open("ab") as f:
             f.write(b"00018,Alan,Turing,1972-06-23,1\n")
         return counts
 
-    monkeypatch.setattr("linkage.sources.csv._parse", parse_then_grow)
+    monkeypatch.setattr(f"linkage.sources.csv.{reader}", read_then_grow)
     with pytest.raises(TransientSourceError, match="still being written"):
         read_extract(make_agency(path), make_contract(tmp_path), tmp_path / "out")
+    assert read and read[0] is not None  # the reader meant was the one that read it
     assert not (tmp_path / "out" / "test_agency.parquet").exists()
 
 
@@ -780,3 +788,136 @@ def test_parquet_drop_folder_reads_the_last_file_by_name(tmp_path: Path) -> None
     shutil.copy(FIXTURES / "good.csv", folder / "p_2024-03.csv")  # not matching *.parquet
     r = read_extract(make_agency(folder, kind="parquet"), make_contract(tmp_path), tmp_path / "o")
     assert r.source.endswith("p_2024-02.parquet") and r.accepted == 1
+
+
+# --- the DuckDB fast path for clean CSV files -----------------------------------------------------
+
+
+def _read_both(
+    path: Path, folder: Path, columns: list[str], duckdb_config: DuckDBConfig | None = None
+) -> tuple[Any, Any, bool]:
+    """(outcome with the fast path allowed, outcome with the parser only, whether the fast path
+    read the file); an outcome is the books and rows, or the rejection."""
+    import linkage.sources.csv as csv_source
+
+    contract = make_contract(folder, columns)
+    used = []
+    real_fast, real_scan = csv_source._read_fast, csv_source._scan
+
+    def spy(*a: Any) -> Any:
+        counts = real_fast(*a)
+        used.append(counts is not None)
+        return counts
+
+    def outcome(out: Path) -> Any:
+        try:
+            r = read_extract(make_agency(path), contract, out, duckdb_config)
+        except FileRejected as e:
+            return ("rejected", e.reason)
+        books = (r.sha256, r.delivered, r.accepted, r.quarantined, r.blank_lines, r.duplicates)
+        return books, accepted(r), quarantined(r)
+
+    with mock.patch.object(csv_source, "_read_fast", spy):
+        fast = outcome(folder / "fast")
+    not_plain = csv_source._Scan
+    with mock.patch.object(
+        csv_source, "_scan", lambda p: not_plain(real_scan(p).sha256, 0, 0, simple=False)
+    ):
+        slow = outcome(folder / "slow")
+    return fast, slow, any(used)
+
+
+# Fields as written in a file: plain, quoted, and the near misses the two readers could differ on
+# (a space beside a quote, a stray quote, text after a closing quote, a quoted line break).
+_FIELDS = st.sampled_from(
+    [
+        "a",
+        "Zoë",
+        "",
+        " a ",
+        "x",
+        '"a,b"',
+        '"a""b"',
+        '""',
+        '"\n"',
+        ' "a"',
+        '"a" ',
+        'a"b',
+        '"a"b',
+        "\t",
+    ]
+)
+_LINES = st.one_of(
+    st.lists(_FIELDS, min_size=3, max_size=3).map(",".join),  # mostly rows of the right width
+    st.lists(_FIELDS, min_size=3, max_size=3).map(",".join),
+    st.lists(_FIELDS, min_size=0, max_size=5).map(",".join),
+    st.sampled_from(["x,y,z", "a,a,a", ",,", ",,,", "a,b,c,"]),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_LINES, max_size=12), st.booleans())
+def test_property_the_duckdb_reader_reads_what_the_parser_reads_or_leaves_it_to_the_parser(
+    lines: list[str], final_newline: bool
+) -> None:
+    text = "x,y,z\n" + "\n".join(lines) + ("\n" if final_newline else "")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        path = folder / "d.csv"
+        path.write_text(text, encoding="utf-8", newline="")
+        fast, slow, _ = _read_both(path, folder, ["x", "y", "z"])
+    assert fast == slow
+
+
+def test_a_plain_file_is_read_by_duckdb_with_its_lines_duplicates_and_quoted_commas(
+    tmp_path: Path,
+) -> None:
+    rows = [
+        ROW,
+        ["1", "Grace", "Hopper", "1906-12-09", ""],
+        ROW,
+        ["2", "O'Neil, Jr", 'Say "hi"', "", "9"],
+    ]
+    path = tmp_path / "d.csv"
+    path.write_bytes(csv_bytes([COLUMNS, *rows]))
+    fast, slow, used = _read_both(path, tmp_path, COLUMNS)
+    assert used and fast == slow
+    (_, delivered, n_accepted, n_quarantined, _, duplicates), got, _ = fast
+    assert (delivered, n_accepted, n_quarantined, duplicates) == (4, 3, 0, 1)
+    assert [r["_line"] for r in got] == [2, 3, 5]
+    assert got[2]["given_name"] == "O'Neil, Jr" and got[2]["family_name"] == 'Say "hi"'
+    assert got[1]["nhs_number"] == ""  # an empty field is text, as the parser reads it
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '1, "Ada",L,1985-12-10,9\n',  # a space before a quote: DuckDB would drop it
+        "1,Ada,L,1985-12-10,9\r\n",  # a carriage return
+        "\n1,Ada,L,1985-12-10,9\n",  # a blank line
+        '1,"Ada\nB",L,1985-12-10,9\n',  # a quoted line break
+        f"{HEADER}\n",  # the header again
+        "1,Ada,L\n",  # a short row
+    ],
+)
+def test_a_file_with_anything_the_readers_could_differ_on_goes_to_the_parser(
+    tmp_path: Path, body: str
+) -> None:
+    path = tmp_path / "d.csv"
+    path.write_bytes(f"{HEADER}\n{body}".encode())
+    fast, slow, used = _read_both(path, tmp_path, COLUMNS)
+    assert not used and fast == slow
+
+
+def test_a_file_over_a_quarter_of_the_duckdb_memory_limit_goes_to_the_parser(
+    tmp_path: Path,
+) -> None:
+    """The parser's memory stays flat; DuckDB would hold the whole file, past its limit."""
+    rows = [[f"{i:05d}", "Ada", "Lovelace", "1985-12-10", f"{i:010d}"] for i in range(8_000)]
+    path = tmp_path / "d.csv"
+    path.write_bytes(csv_bytes([COLUMNS, *rows]))  # about 330 kB
+    for limit, fast in (("1GB", True), ("1MB", False)):
+        config = DuckDBConfig(memory_limit=limit, temp_directory=tmp_path / "spill", threads=1)
+        (tmp_path / limit).mkdir()
+        got, slow, used = _read_both(path, tmp_path / limit, COLUMNS, config)
+        assert used == fast and got == slow and got[0][2] == 8_000

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from linkage.config import Agency
+from linkage.config import Agency, DuckDBConfig
 from linkage.contracts import Contract
 from linkage.sources.common import (
     LINE,
@@ -55,13 +55,20 @@ __all__ = [
 # them without a cycle; this package's namespace is their public home.
 
 
-def read_extract(agency: Agency, contract: Contract, out_dir: Path) -> ExtractResult:
+def read_extract(
+    agency: Agency,
+    contract: Contract,
+    out_dir: Path,
+    duckdb_config: DuckDBConfig | None = None,
+) -> ExtractResult:
     """Read one agency's extract with the connector for its source kind.
 
     Args:
         agency: the agency's configuration (its ``source`` says where and how to read).
         contract: the agency's data contract (its columns, in order).
         out_dir: where to write ``<agency>.parquet`` and ``<agency>.quarantine.parquet``.
+        duckdb_config: the memory limit, spill folder and threads for the CSV reader's DuckDB (its
+            defaults when None).
 
     Returns:
         Paths and counts; ``delivered == accepted + quarantined + blank_lines + duplicates``.
@@ -71,7 +78,7 @@ def read_extract(agency: Agency, contract: Contract, out_dir: Path) -> ExtractRe
     """
     kind = agency.source.kind
     if kind == "csv":
-        return read_csv_extract(agency, contract, out_dir)
+        return read_csv_extract(agency, contract, out_dir, duckdb_config=duckdb_config)
     if kind == "parquet":
         return read_parquet_extract(agency, contract, out_dir)
     if kind == "database":
