@@ -921,3 +921,12 @@ def test_a_file_over_a_quarter_of_the_duckdb_memory_limit_goes_to_the_parser(
         (tmp_path / limit).mkdir()
         got, slow, used = _read_both(path, tmp_path / limit, COLUMNS, config)
         assert used == fast and got == slow and got[0][2] == 8_000
+
+
+@pytest.mark.parametrize("first", ["\n", "  \n", "\t\n"])
+def test_blank_lines_before_the_header_go_to_the_parser(tmp_path: Path, first: str) -> None:
+    path = tmp_path / "d.csv"
+    path.write_bytes(f"{first}{HEADER}\n1,Ada,L,1985-12-10,9\n".encode())
+    fast, slow, used = _read_both(path, tmp_path, COLUMNS)
+    assert not used and fast == slow
+    assert fast[0][1:6] == (2, 1, 0, 1, 0)  # delivered, accepted, quarantined, blank, duplicates

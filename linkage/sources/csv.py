@@ -558,7 +558,7 @@ def _field_counts(
 
 
 def _ascending(values: pa.Array) -> bool:
-    return len(values) < 2 or pc.all(pc.greater(values[1:], values[:-1])).as_py()
+    return len(values) < 2 or bool(pc.all(pc.greater(values[1:], values[:-1])).as_py())
 
 
 def _connect(settings: DuckDBConfig | None) -> duckdb.DuckDBPyConnection:
@@ -582,9 +582,12 @@ def _read_fast(
     path: Path, scan: _Scan, source: CsvSource, contract: Contract, label: str,
     writer: ExtractWriter, settings: DuckDBConfig | None,
 ) -> _Counts | None:  # fmt: skip
-    """Read a clean file with DuckDB into ``writer``; None (nothing written) when it declines."""
+    """Read a clean file with DuckDB into ``writer``; None when it declines (what it wrote is
+    then discarded with the writer)."""
     with path.open("rb") as f:
         header_raw = f.readline().decode("utf-8-sig")
+    if not header_raw.strip():  # a blank first line: the parser counts it and reads on
+        return None
     try:
         header = next(
             csv.reader(
@@ -592,8 +595,6 @@ def _read_fast(
             )
         )
     except (csv.Error, StopIteration):
-        return None
-    if not header or header == [""]:
         return None
     plan = _plan(header, header_raw, source, contract, label)
     width = len(header)
@@ -644,10 +645,11 @@ def _read_fast(
         reader = con.sql(f"SELECT {names}, rowid + 2 AS {quote(LINE)} FROM rows{first}")
         previous = 0
         for batch in reader.to_arrow_reader(BATCH_ROWS):
-            lines = batch.column(LINE)
-            if len(lines) and (pc.min(lines).as_py() <= previous or not _ascending(lines)):
-                return None  # not in file order after all: let the parser read it
-            previous = pc.max(lines).as_py() if len(lines) else previous
+            numbers = batch.column(LINE)
+            if len(numbers):
+                if numbers[0].as_py() <= previous or not _ascending(numbers):
+                    return None  # not in file order after all: let the parser read it
+                previous = numbers[-1].as_py()
             writer.write_batch(batch.cast(writer.schema))
     finally:
         con.close()
