@@ -98,8 +98,8 @@ def change_one_percent(data: Path, records: int) -> None:
     step = max(1, len(rows) // max(1, records // 100))
     for r in rows[::step]:
         r[col] = r[col] + "X"
-    with path.open("w", newline="", encoding="utf-8") as f:
-        csv.writer(f).writerows([header, *rows])
+    with path.open("w", newline="", encoding="utf-8") as f:  # line feeds, as delivered
+        csv.writer(f, lineterminator="\n").writerows([header, *rows])
 
 
 def main() -> None:

@@ -484,13 +484,15 @@ def _parse(
 # parser above, faster; whenever the file holds anything the two could read differently, or
 # anything to quarantine, the fast path declines and the parser above reads the file. It declines
 # unless: the file is valid UTF-8 with no carriage return and no NUL (checked in the pass over
-# the bytes that hashes them); DuckDB reads it in strict mode without error, one row per physical
-# line (so no blank line and no quoted line break); every line, read again as text, holds exactly
-# the header's number of fields, each either plain (no quote in it) or wholly quoted (DuckDB
-# drops spaces beside a quote and trailing empty fields, where the parser keeps or quarantines
-# them); no row repeats the header and no field is over the parser's limit. Exact duplicates are
-# dropped by the first line that holds them, as above. `tests/test_sources.py` checks on
-# generated files that the two readers agree or the fast one declines.
+# the bytes that hashes them; DuckDB 2.0.1 in strict mode misreads CRLF line ends, reading no
+# rows or failing, so such files go to the parser); DuckDB reads it in strict mode without error,
+# one row per physical line (so no blank line and no quoted line break); every line, read again
+# as text, holds exactly the header's number of fields, each either plain (no quote in it) or
+# wholly quoted (DuckDB drops spaces beside a quote and trailing empty fields, where the parser
+# keeps or quarantines them); no row repeats the header and no field is over the parser's limit.
+# Exact duplicates are dropped by the first line that holds them, as above.
+# `tests/test_sources.py` checks on generated files that the two readers agree or the fast one
+# declines.
 
 _SCAN_CHUNK = 8 << 20
 _FIELD_LIMIT = csv.field_size_limit()
