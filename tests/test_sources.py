@@ -930,3 +930,11 @@ def test_blank_lines_before_the_header_go_to_the_parser(tmp_path: Path, first: s
     fast, slow, used = _read_both(path, tmp_path, COLUMNS)
     assert not used and fast == slow
     assert fast[0][1:6] == (2, 1, 0, 1, 0)  # delivered, accepted, quarantined, blank, duplicates
+
+
+def test_a_crlf_file_goes_to_the_parser_and_loads_whole(tmp_path: Path) -> None:
+    """DuckDB 2.0.1's strict mode misreads CRLF line ends (no rows, or an error)."""
+    path = tmp_path / "d.csv"
+    path.write_bytes(csv_bytes([COLUMNS, ROW]).replace(b"\n", b"\r\n"))
+    fast, slow, used = _read_both(path, tmp_path, COLUMNS)
+    assert not used and fast == slow and fast[0][2] == 1
