@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 
 #: Blocking keys (the nightly model's rules that a query can hold): name -> fields. A record or a
 #: query gets a key for each whose fields it holds; given and family names are also tried the
-#: other way round. Any shared identifier is a key too.
+#: other way round. Any shared identifier is a key too. Unlike the nightly rule, ``gf`` keeps the
+#: model's common full names: one query's candidates, not a million records' pairs.
 BLOCKING_KEYS: dict[str, tuple[str, str]] = {
     "fd": ("family_name", "date_of_birth"),
     "gd": ("given_name", "date_of_birth"),
