@@ -21,6 +21,7 @@ from splink import DuckDBAPI, Linker
 
 from linkage.config import Agency, ProjectConfig, load_config
 from linkage.errors import InvalidQueryError, SearchError
+from linkage.model import NAME_KEY
 from linkage.publish import current_release
 from linkage.search import Searcher, grade_for
 from linkage.search_query import SearchQuery, StandardQuery, standardise_query
@@ -312,9 +313,9 @@ def _splink_linker(
     con = duckdb.connect()
     con.execute(f"ATTACH '{release}' AS rel (READ_ONLY)")
     nick = register_nicknames(con)
-    con.execute(
+    con.execute(  # the blocking key is not scored, but Splink keeps what its rules read
         "CREATE TABLE records AS SELECT r.* EXCLUDE (person_id), "
-        f"{variants_sql('r.given_name')} AS given_name_variants "
+        f"{variants_sql('r.given_name')} AS given_name_variants, NULL::VARCHAR AS {NAME_KEY} "
         f"FROM rel.records r LEFT JOIN {nick} n ON n.nickname = r.given_name"
     )
     con.execute("DETACH rel")
