@@ -14,8 +14,8 @@ above any threshold, and that one pair joins the twins' whole clusters. Hence th
      names are not similar (Jaro-Winkler < 0.8 and more than one typo apart), not variants of one
      another (``BILL``, ``WILLIAM``; also with a typo in a name of 4 or more letters: ``JAEMS``,
      ``JIM``), neither contains the other (``LIAM``, ``WILLIAM``; ``J``, ``JOHN``), neither is
-     (one typo from, or a short form of) the other's middle name (``OLLIE``, middle name
-     ``OLIVER``), and neither is the other's family name (names recorded the other way round).
+     (one typo from) the other's middle name, and neither is the other's family name (names
+     recorded the other way round).
    The last two apply only below the certain threshold: they guard the band where agreement on
    family name, address and birth date (which twins share) can carry a pair, and they let the
    model's own strongest evidence stand. Otherwise a pair links when it shares a trusted number
@@ -130,12 +130,10 @@ def conflict_sql(a: str, b: str, policy: ClusterPolicy, probability: str) -> dic
     def one_typo(x: str, y: str) -> str:  # names of 4 letters or more, one edit apart
         return f"(length({x}) >= 4 AND length({y}) >= 4 AND damerau_levenshtein({x}, {y}) <= 1)"
 
-    def middle(x: str, y: str) -> str:  # y's given name is (one typo from, or a short form
-        g = f"{y}.given_name"  # of) one of x's middle names: OLLIE and middle name OLIVER
+    def middle(x: str, g: str) -> str:  # g is (one typo from) one of x's middle names
         return (
             f"len(list_filter(coalesce(string_split({x}.middle_names, ' '), []), "
-            f"lambda m: m = {g} OR {one_typo('m', g)} "
-            f"OR list_contains({y}.given_name_variants, m))) > 0"
+            f"lambda m: m = {g} OR {one_typo('m', g)})) > 0"
         )
 
     def within(short: str, long: str) -> str:  # WILLIAM / LIAM, J / JOHN
@@ -157,7 +155,7 @@ def conflict_sql(a: str, b: str, policy: ClusterPolicy, probability: str) -> dic
         f"AND NOT {within(ag, bg)} AND NOT {within(bg, ag)} "
         f"AND NOT coalesce(jaro_winkler_similarity({ag}, {b}.family_name) >= 0.92, false) "
         f"AND NOT coalesce(jaro_winkler_similarity({a}.family_name, {bg}) >= 0.92, false) "
-        f"AND NOT {variants} AND NOT {middle(a, b)} AND NOT {middle(b, a)}, false)"
+        f"AND NOT {variants} AND NOT {middle(a, bg)} AND NOT {middle(b, ag)}, false)"
     )
     uncertain = (
         f"coalesce({probability} < {policy.certain_threshold}, true)"
