@@ -48,9 +48,11 @@ def matching_fingerprint(
     """What decides the links: the model (with its term frequencies and common names), the
     clustering rules (their settings and their code) and the given-name variants."""
     h = hashlib.sha256(model.settings_path.read_bytes())
-    for path in (*(p for _, p in sorted(model.tf_tables().items())), model.common_names):
-        if path is not None:
-            h.update(path.read_bytes())
+    files = [path for _, path in sorted(model.tf_tables().items())]
+    if model.common_names is not None:
+        files.append(model.common_names)
+    for path in files:
+        h.update(path.read_bytes())
     h.update(json.dumps([asdict(policy), predict_threshold], sort_keys=True).encode())
     h.update((Path(__file__).parent / "cluster.py").read_bytes())
     h.update(repr(nickname_pairs()).encode())  # the given-name variants the model compares

@@ -515,8 +515,10 @@ def _run_suite(
         per_run = max(1, _CELLS_PER_RUN // max(1, fresh_rows.num_rows))
         for i in range(0, len(columns), per_run):
             batch = columns[i : i + per_run]
-            frame = pd.concat([_column_frame(fresh_rows, c, lines) for c in batch], axis=1)
-            check(frame, [e for e in rest if e.column in batch])
+            check(  # the frame is dropped before the next is built
+                pd.concat([_column_frame(fresh_rows, c, lines) for c in batch], axis=1),
+                [e for e in rest if e.column in batch],
+            )
     if errored:
         raise ExpectationErrored(agency, errored)
     return outcomes

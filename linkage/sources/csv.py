@@ -603,20 +603,19 @@ def _read_fast(
     cols = [f"c{i}" for i in range(width)]
     types = ", ".join(f"'{c}': 'VARCHAR'" for c in cols)
     con = _connect(settings)
-    if memory_limit_bytes(con) < 4 * scan.size:  # the parser's memory stays flat instead
-        con.close()
-        return None
     try:
-        con.execute(
-            "CREATE TABLE rows AS SELECT * FROM read_csv(?, delim = ?, quote = ?, escape = ?, "
-            "header = false, skip = 1, auto_detect = false, strict_mode = true, "
-            "null_padding = false, allow_quoted_nulls = false, new_line = '\\n', "
-            f"columns = {{{types}}})",
-            [str(path), source.delimiter, source.quote, source.quote],
-        )
-    except duckdb.Error:
-        return None
-    try:
+        if memory_limit_bytes(con) < 4 * scan.size:  # the parser's memory stays flat instead
+            return None
+        try:
+            con.execute(
+                "CREATE TABLE rows AS SELECT * FROM read_csv(?, delim = ?, quote = ?, "
+                "escape = ?, header = false, skip = 1, auto_detect = false, strict_mode = true, "
+                "null_padding = false, allow_quoted_nulls = false, new_line = '\\n', "
+                f"columns = {{{types}}})",
+                [str(path), source.delimiter, source.quote, source.quote],
+            )
+        except duckdb.Error:
+            return None
         same_as_header = " AND ".join(
             f"coalesce({c}, '') = {sql_str(h)}" for c, h in zip(cols, header, strict=True)
         )
