@@ -30,7 +30,7 @@ class RuleCount:
     pairs: int
 
 
-def _keys(rule: str) -> list[tuple[str, str]]:
+def rule_keys(rule: str) -> list[tuple[str, str]]:
     """The (left, right) key expressions, over the table's own columns, of an equi-join rule."""
 
     def side(column: str, start: str, length: str, plain: str) -> str:
@@ -47,7 +47,7 @@ def _keys(rule: str) -> list[tuple[str, str]]:
 
 def rule_pairs(con: duckdb.DuckDBPyConnection, table: str, rule: str) -> tuple[int, str, int]:
     """(pairs, biggest key, its pairs) of an equi-join rule on ``table`` (a dedupe: l < r)."""
-    keys = _keys(rule)
+    keys = rule_keys(rule)
     if all(a == b for a, b in keys):
         return _same_key_pairs(con, table, [a for a, _ in keys])
     left = ", ".join(f"{a} AS k{i}" for i, (a, _) in enumerate(keys))
@@ -101,7 +101,7 @@ def check_blocking_budget(
     for rule in prediction_rules(settings_path):
         pairs, top_key, top_pairs = rule_pairs(con, table, rule)
         if pairs > budget:
-            cols = ", ".join(a for a, _ in _keys(rule))
+            cols = ", ".join(a for a, _ in rule_keys(rule))
             raise BlockingBudgetError(
                 f"blocking rule {rule!r} would compare {pairs:,} pairs, over the budget of "
                 f"{budget:,.0f} (model.max_pairs_per_rule); {top_pairs:,} of them share "

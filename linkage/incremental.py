@@ -26,8 +26,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 import duckdb
+import numpy as np
 from splink import DuckDBAPI, Linker
 
+from linkage.blocking import check_blocking_budget, prediction_rules, rule_keys
 from linkage.cluster import CLUSTER_VETOES, ClusterPolicy, PreviousClusters
 from linkage.config import Agency, IdentifierScheme
 from linkage.db import quote, sql_str
@@ -119,14 +121,37 @@ def delta(
     return {"new": new, "changed": changed, "unchanged": unchanged, "deleted": deleted}
 
 
+def _neighbours_sql(rules: Sequence[str]) -> str:
+    """SQL for the keys of the records sharing some blocking rule's key with a changed record:
+    the only records a changed one can be compared with, as every rule is a conjunction of
+    equalities (:func:`linkage.blocking.rule_keys`). Both directions, for a rule comparing two
+    columns (a given name with a family name)."""
+    selects = set()
+    for rule in rules:
+        keys = rule_keys(rule)
+        for pairs in (keys, [(b, a) for a, b in keys]):
+            mine = ", ".join(f"{b} AS k{i}" for i, (_, b) in enumerate(pairs))
+            theirs = ", ".join(f"{a} AS k{i}" for i, (a, _) in enumerate(pairs))
+            using = ", ".join(f"k{i}" for i in range(len(pairs)))
+            selects.add(
+                f"SELECT record_key FROM (SELECT record_key, {mine} FROM records) "
+                f"SEMI JOIN (SELECT {theirs} FROM __delta_records) USING ({using})"
+            )
+    return " UNION ".join(sorted(selects))
+
+
 def predict_incremental(
     con: duckdb.DuckDBPyConnection,
     model: ModelArtefact,
     previous: Path,
     predict_threshold: float,
+    max_pairs_per_rule: float = float("inf"),
 ) -> PreviousClusters:
     """Write table ``pairs``: the previous release's pairs of unchanged records, and the changed
     records scored against the unchanged ones and among themselves (needs :func:`delta` first).
+
+    The blocking budget is checked on the records compared: the changed ones and the unchanged
+    ones sharing a blocking key with one (never more pairs than a check on every record).
 
     Returns the tables :func:`linkage.cluster.cluster` needs to re-cluster only the affected
     persons; the seeds are the changed records, the records of new pairs, and the unchanged
@@ -138,12 +163,22 @@ def predict_incremental(
         log_level=logging.WARNING,
     )
     register_tf_tables(con, db_api, linker, model)
-    # Views, not copies of a million records: the changed records are few.
-    for view, test in (("__delta_records", "IN"), ("__kept_records", "NOT IN")):
-        con.execute(
-            f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM records "
-            f"WHERE record_key {test} (SELECT record_key FROM changed_records)"
-        )
+    # Copies of the changed records (few) and of the unchanged ones that can meet one: Splink
+    # prepares every record it is given, so giving it only those is what is quick.
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE __delta_records AS SELECT * FROM records "
+        "WHERE record_key IN (SELECT record_key FROM changed_records)"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE __kept_records AS SELECT * FROM records WHERE record_key "
+        f"IN ({_neighbours_sql(prediction_rules(model.settings_path))}) "
+        "AND record_key NOT IN (SELECT record_key FROM changed_records)"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW __compared AS "
+        "SELECT * FROM __delta_records UNION ALL SELECT * FROM __kept_records"
+    )
+    check_blocking_budget(con, "__compared", model.settings_path, max_pairs_per_rule)
     changed = db_api.register("__delta_records", dataset_display_name="changed")
     kept = db_api.register("__kept_records", dataset_display_name="unchanged")
     between = linker.inference.predict_between(
@@ -193,7 +228,7 @@ def predict_incremental(
         con.execute("DETACH prev")
     con.execute("DROP TABLE __scored")
     linker.table_management.delete_tables_created_by_splink_from_db()
-    con.execute("DROP VIEW __delta_records; DROP VIEW __kept_records")
+    con.execute("DROP VIEW __compared; DROP TABLE __kept_records; DROP TABLE __delta_records")
     return PreviousClusters("__seeds", "__previous_persons", "__previous_refusals")
 
 
@@ -245,29 +280,28 @@ def source_hash_sql(columns: Sequence[str]) -> str:
 def known_lines(
     con: duckdb.DuckDBPyConnection, accepted: Path, columns: Sequence[str], release: Path,
     agency: str,
-) -> list[int]:  # fmt: skip
+) -> np.ndarray:  # fmt: skip
     """The ``_line`` of each accepted row that ``release`` holds, as delivered, for ``agency``."""
     con.execute(f"ATTACH {sql_str(release)} AS prev (READ_ONLY)")
     try:
-        rows = con.execute(
+        return con.execute(
             f"SELECT a._line FROM read_parquet({sql_str(accepted)}) a "
             f"SEMI JOIN (SELECT {SOURCE_HASH} FROM prev.records WHERE agency = ?) p "
             f"ON p.{SOURCE_HASH} = {source_hash_sql(columns)}",
             [agency],
-        ).fetchall()
+        ).fetchnumpy()["_line"]
     finally:
         con.execute("DETACH prev")
-    return [r[0] for r in rows]
 
 
 def split_known(
     con: duckdb.DuckDBPyConnection, accepted: Path, columns: Sequence[str],
     release: Path | None, agency: str, fresh: Path,
 ) -> int:  # fmt: skip
-    """Split an agency's accepted rows: the records ``release`` holds for rows delivered as they
-    are go to temporary table ``known_records`` (with their digest, without their person); the
-    other rows to ``fresh`` (the rows, with their digest), to be standardised. Returns the
-    number of known records."""
+    """Split an agency's accepted rows: the digests of the rows ``release`` holds as delivered go
+    to temporary table ``known_hashes`` (for :func:`write_with_known`); the other rows to
+    ``fresh`` (the rows, with their digest), to be standardised. Returns the number of known
+    records."""
     digest = source_hash_sql(columns)
     rows = f"SELECT *, {digest} AS {SOURCE_HASH} FROM read_parquet({sql_str(accepted)})"
     if release is None:
@@ -277,16 +311,34 @@ def split_known(
     con.execute(f"ATTACH {sql_str(release)} AS prev (READ_ONLY)")
     try:
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE known_records AS SELECT r.* EXCLUDE (person_id) "
-            f"FROM prev.records r SEMI JOIN __delivered USING ({SOURCE_HASH}) WHERE r.agency = ?",
+            f"CREATE OR REPLACE TEMP TABLE known_hashes AS SELECT {SOURCE_HASH} "
+            f"FROM prev.records SEMI JOIN __delivered USING ({SOURCE_HASH}) WHERE agency = ?",
             [agency],
         )
     finally:
         con.execute("DETACH prev")
     con.execute(
-        f"COPY (SELECT * FROM __delivered ANTI JOIN known_records USING ({SOURCE_HASH})) "
+        f"COPY (SELECT * FROM __delivered ANTI JOIN known_hashes USING ({SOURCE_HASH})) "
         f"TO {sql_str(fresh)} (FORMAT parquet)"
     )
     con.execute("DROP TABLE __delivered")
-    (n,) = con.sql("SELECT count(*) FROM known_records").fetchall()[0]
+    (n,) = con.sql("SELECT count(*) FROM known_hashes").fetchall()[0]
     return int(n)
+
+
+def write_with_known(
+    con: duckdb.DuckDBPyConnection, new: Path, release: Path, agency: str, final: Path
+) -> None:
+    """Write the standardised records ``new`` and the records ``release`` holds for the digests
+    of :func:`split_known` (without their person) to ``final``."""
+    con.execute(f"ATTACH {sql_str(release)} AS prev (READ_ONLY)")
+    try:
+        con.execute(
+            f"COPY (SELECT * FROM read_parquet({sql_str(new)}) UNION ALL BY NAME "
+            f"SELECT r.* EXCLUDE (person_id) FROM prev.records r "
+            f"SEMI JOIN known_hashes USING ({SOURCE_HASH}) WHERE r.agency = ?) "
+            f"TO {sql_str(final)} (FORMAT parquet)",
+            [agency],
+        )
+    finally:
+        con.execute("DETACH prev")

@@ -62,8 +62,14 @@ def load_records(
     ``ordered`` sorts them by record key, for training: it samples rows, and the same records in
     the same order give the same model. Scoring does not depend on the order, and the sort is the
     one step here that cannot run in a small memory limit."""
-    files = ", ".join(sql_str(p) for p in standardised)
-    nicknames = register_nicknames(con)
+    files = f"read_parquet([{', '.join(sql_str(p) for p in standardised)}], union_by_name=true)"
+    # Each distinct given name's variants once (a list sort per record took longer).
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE __variants AS "
+        f"SELECT g.given_name, {variants_sql('g.given_name')} AS variants FROM "
+        f"(SELECT DISTINCT given_name FROM {files} WHERE given_name IS NOT NULL) g "
+        f"LEFT JOIN {register_nicknames(con)} n ON n.nickname = g.given_name"
+    )
     key, common = "r.given_name || '|' || r.family_name", ""
     if common_names is not None:
         key = f"CASE WHEN c.given_name IS NULL THEN {key} END"
@@ -73,11 +79,11 @@ def load_records(
         )
     con.execute(
         "CREATE OR REPLACE TABLE records AS "
-        f"SELECT r.*, {variants_sql('r.given_name')} AS {VARIANTS_COLUMN}, {key} AS {NAME_KEY} "
-        f"FROM read_parquet([{files}], union_by_name=true) r "
-        f"LEFT JOIN {nicknames} n ON n.nickname = r.given_name{common}"
+        f"SELECT r.*, v.variants AS {VARIANTS_COLUMN}, {key} AS {NAME_KEY} "
+        f"FROM {files} r LEFT JOIN __variants v ON v.given_name = r.given_name{common}"
         + (" ORDER BY r.record_key" if ordered else "")
     )
+    con.execute("DROP TABLE __variants")
     return con.sql("SELECT count(*) FROM records").fetchall()[0][0]
 
 
@@ -170,15 +176,15 @@ def predict_and_cluster(
     records are scored (:mod:`linkage.incremental`).
     """
     started = time.monotonic()
-    check_blocking_budget(con, "records", model.settings_path, max_pairs_per_rule)
     changes: dict[str, int] = {}
     unchanged: PreviousClusters | None = None
     if previous is None:
+        check_blocking_budget(con, "records", model.settings_path, max_pairs_per_rule)
         _score(con, model, predict_threshold)
     else:
         changes = delta(con, previous, list(identifier_columns))
         log.info("changes since the previous release: %s", changes)
-        unchanged = predict_incremental(con, model, previous, predict_threshold)
+        unchanged = predict_incremental(con, model, previous, predict_threshold, max_pairs_per_rule)
     clustered = cluster(con, policy, unchanged)
     (records,) = con.sql("SELECT count(*) FROM records").fetchall()[0]
     (pairs,) = con.sql("SELECT count(*) FROM pairs").fetchall()[0]

@@ -29,7 +29,13 @@ from linkage.contracts import load_contract
 from linkage.db import connect, sql_str
 from linkage.errors import FileRejected, LinkageError, ModelError
 from linkage.gates import check_gates
-from linkage.incremental import intake_fingerprint, known_lines, matching_fingerprint, split_known
+from linkage.incremental import (
+    intake_fingerprint,
+    known_lines,
+    matching_fingerprint,
+    split_known,
+    write_with_known,
+)
 from linkage.link import LinkResult, load_records, predict_and_cluster
 from linkage.model import ModelArtefact, load_model, train_model
 from linkage.publish import PublishResult, current_release, publish
@@ -179,11 +185,8 @@ def standardise(
         release = reusable_release(config, agency, run)
         reused = split_known(con, validated.accepted_path, columns, release, agency, fresh)
         new = standardise_extract(fresh, spec, config.identifiers, out / f"{agency}.new.parquet")
-        if reused:
-            con.execute(
-                f"COPY (SELECT * FROM read_parquet({sql_str(new.path)}) UNION ALL BY NAME "
-                f"SELECT * FROM known_records) TO {sql_str(final)} (FORMAT parquet)"
-            )
+        if release is not None and reused:
+            write_with_known(con, new.path, release, agency, final)
             std = StandardiseResult(final, *count_flags(final))
         else:
             os.replace(new.path, final)

@@ -621,7 +621,7 @@ def validate_extract(
     extracted: ExtractResult,
     contract: Contract,
     out_dir: Path,
-    known_lines: Sequence[int] | None = None,
+    known_lines: Sequence[int] | np.ndarray | None = None,
 ) -> ValidationResult:
     """Check an extract's accepted rows against the contract; quarantine the rows that fail.
 

@@ -14,6 +14,7 @@ import pytest
 from linkage import runlog
 from linkage.analyst import write_analyst_release
 from linkage.config import load_config
+from linkage.errors import BlockingBudgetError
 from linkage.publish import RELEASES, publish, switch_current
 from linkage.runlog import RunRecord
 from tests.conftest import make_demo_project
@@ -268,3 +269,28 @@ def test_what_decides_the_links_is_in_the_matching_fingerprint(
     assert incremental.matching_fingerprint(model, policy, 0.3) == base
     (tmp_path / "splink_model.json").write_text('{"comparisons": [1]}')
     assert incremental.matching_fingerprint(model, policy, 0.3) != base
+
+
+def test_an_incremental_run_checks_the_blocking_budget_on_what_it_compares(
+    tmp_path: Path,
+) -> None:
+    """The incremental run compares the changed records with the unchanged ones sharing a
+    blocking key with one: a placeholder arriving in the changed records stops it, naming the
+    rule and the value, as a full run would."""
+    path = make_demo_project(tmp_path, persons=300, seed=21)
+    run_steps(load_config(path))
+    config = load_config(path)
+    tight = config.model_copy(
+        update={"model": config.model.model_copy(update={"max_pairs_per_rule": 5_000})}
+    )
+    assert run_steps(tight).link_mode == "incremental"  # nothing changed: within budget
+    nhs = path.parent / "data" / "nhs_trust.csv"
+    header, rows = _rows(nhs)
+    line_1, line_2 = header.index("address_line_1"), header.index("address_line_2")
+    for r in rows[:150]:  # one default address typed into 150 records: 11,175 pairs
+        r[line_1], r[line_2] = "1 Main Street", "Anytown"
+    _write(nhs, header, rows)
+    with pytest.raises(BlockingBudgetError) as e:
+        run_steps(tight)
+    assert "l.\"address\" = r.\"address\"" in str(e.value)
+    assert "11,175 of them share \"address\" = '1 MAIN ST ANYTOWN'" in str(e.value)
