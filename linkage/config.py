@@ -232,7 +232,8 @@ class ModelConfig(_Model):
     max_pairs_per_rule: float = Field(
         5e7,
         gt=0,
-        description="A blocking rule generating more pairs stops the run (checked first).",
+        description="A blocking rule generating more pairs stops the run (checked first; in an "
+        "incremental run, on the changed records and those sharing a blocking key with one).",
     )
     common_name_records: int = Field(
         50,
