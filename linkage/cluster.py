@@ -74,6 +74,11 @@ class ClusterPolicy:
     """The given-name and birth-date vetoes (off only for sources that hold no families)."""
 
 
+#: Table of an incremental run's work database: ``cluster_id`` of each cluster that is a previous
+#: person carried over whole (its cluster ID is its person ID).
+CARRIED = "carried_persons"
+
+
 @dataclass(frozen=True)
 class PreviousClusters:
     """Tables (temporary, from :func:`linkage.incremental.predict_incremental`) that let
@@ -256,6 +261,14 @@ def cluster(
             f"INSERT INTO clusters SELECT record_key, person_id FROM {previous.persons} "
             f"ANTI JOIN {nodes} USING (record_key)"
         )
+        # The previous persons none of whose records was clustered again: carried over whole,
+        # so they keep their IDs (linkage.identity) and their rows of the release.
+        con.execute(f"""
+            CREATE OR REPLACE TABLE {CARRIED} AS
+            SELECT DISTINCT person_id AS cluster_id FROM {previous.persons}
+            WHERE person_id NOT IN (
+                SELECT person_id FROM {previous.persons} SEMI JOIN {nodes} USING (record_key))
+        """)
         con.execute(f"DROP TABLE {nodes}; DROP TABLE {previous.persons}")
 
     # Written into the pairs in place: a join writing the whole (wide) pairs again holds its

@@ -89,14 +89,17 @@ def _issue_ids(con: duckdb.DuckDBPyConnection, issued: str) -> None:
 
 
 def assign_person_ids(
-    con: duckdb.DuckDBPyConnection, run_id: str, previous: bool
+    con: duckdb.DuckDBPyConnection, run_id: str, previous: bool, carried: str | None = None
 ) -> IdentityResult:
     """Write ``person_map(cluster_id, person_id)``, ``lineage_new`` (this run's events) and
     ``lineage`` (the previous release's lineage followed by this run's events).
 
     Reads ``clusters(record_key, cluster_id)``; with ``previous``, also ``prev.records(record_key,
     person_id)`` and ``prev.lineage`` of the previous release (attached as ``prev``). A cluster's
-    ``cluster_id`` must be its smallest record key.
+    ``cluster_id`` must be its smallest record key, except for the clusters listed in table
+    ``carried(cluster_id)`` (an incremental run): previous persons carried over whole, each with
+    its person ID as cluster ID, and no record of theirs in another cluster. Such a person wins
+    its own ID and nothing else, so only the other clusters are looked at.
     """
     con.execute(f"CREATE OR REPLACE TEMP TABLE lineage_new ({LINEAGE_COLUMNS})")
     if (
@@ -110,12 +113,19 @@ def assign_person_ids(
         lineage = "__prev_lineage"
     else:
         lineage = "prev.lineage"
+    clusters = "clusters"
+    if carried is not None:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE __clusters AS "
+            f"SELECT * FROM clusters ANTI JOIN {carried} USING (cluster_id)"
+        )
+        clusters = "__clusters"
     if previous:
         # One join or aggregate per statement (so that each spills under the memory limit).
-        con.execute("""
+        con.execute(f"""
             CREATE OR REPLACE TEMP TABLE __overlap AS
             SELECT c.cluster_id, p.person_id AS old_id
-            FROM clusters c JOIN prev.records p USING (record_key)
+            FROM {clusters} c JOIN prev.records p USING (record_key)
         """)
         con.execute(
             "CREATE OR REPLACE TEMP TABLE __overlap AS "
@@ -157,9 +167,9 @@ def assign_person_ids(
         )
         issued = "SELECT NULL::VARCHAR AS person_id WHERE false"
 
-    con.execute("""
+    con.execute(f"""
         CREATE OR REPLACE TEMP TABLE __unkept AS
-        SELECT cluster_id, count(*) AS n FROM clusters GROUP BY 1
+        SELECT cluster_id, count(*) AS n FROM {clusters} GROUP BY 1
     """)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE __unkept AS FROM __unkept ANTI JOIN __kept USING (cluster_id)"
@@ -179,6 +189,8 @@ def assign_person_ids(
         """,
         [run_id],
     )
+    if carried is not None:
+        con.execute(f"INSERT INTO __kept SELECT cluster_id, cluster_id FROM {carried}")
     con.execute("""
         CREATE OR REPLACE TEMP TABLE person_map AS
         SELECT cluster_id, person_id FROM __kept UNION ALL SELECT cluster_id, person_id FROM __fresh
@@ -202,7 +214,15 @@ def assign_person_ids(
     events = dict(con.sql("SELECT event, count(*) FROM lineage_new GROUP BY 1").fetchall())
     (persons,) = con.sql("SELECT count(*) FROM person_map").fetchall()[0]
     (kept,) = con.sql("SELECT count(*) FROM __kept").fetchall()[0]
-    for t in ("__overlap", "__kept", "__fresh", "__born", "__winner", "__prev_lineage"):
+    for t in (
+        "__overlap",
+        "__kept",
+        "__fresh",
+        "__born",
+        "__winner",
+        "__prev_lineage",
+        "__clusters",
+    ):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     con.execute("DROP TABLE __unkept; DROP TABLE __biggest_old")
     return IdentityResult(persons, kept, {e: events.get(e, 0) for e in EVENTS})

@@ -77,12 +77,18 @@ def load_records(
             f" LEFT JOIN read_parquet({sql_str(common_names)}) c "
             "ON c.given_name = r.given_name AND c.family_name = r.family_name"
         )
-    con.execute(
-        "CREATE OR REPLACE TABLE records AS "
-        f"SELECT r.*, v.variants AS {VARIANTS_COLUMN}, {key} AS {NAME_KEY} "
-        f"FROM {files} r LEFT JOIN __variants v ON v.given_name = r.given_name{common}"
-        + (" ORDER BY r.record_key" if ordered else "")
-    )
+    # A scratch table of the run's work database: written uncompressed, which took half the
+    # time at 1M records (0.8 s against 1.5 s) for three times the disk (246 MB against 75 MB).
+    con.execute("SET force_compression = 'uncompressed'")
+    try:
+        con.execute(
+            "CREATE OR REPLACE TABLE records AS "
+            f"SELECT r.*, v.variants AS {VARIANTS_COLUMN}, {key} AS {NAME_KEY} "
+            f"FROM {files} r LEFT JOIN __variants v ON v.given_name = r.given_name{common}"
+            + (" ORDER BY r.record_key" if ordered else "")
+        )
+    finally:
+        con.execute("RESET force_compression")
     con.execute("DROP TABLE __variants")
     return con.sql("SELECT count(*) FROM records").fetchall()[0][0]
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import duckdb
 
+from linkage.cluster import CARRIED
 from linkage.db import order_by, quote, sql_str
 from linkage.errors import PublishError
 from linkage.identity import assign_person_ids
@@ -221,7 +222,8 @@ def _build_release(
     if previous is not None:
         con.execute(f"ATTACH {sql_str(previous)} AS prev (READ_ONLY)")
     try:
-        assign_person_ids(con, run.run_id, previous=previous is not None)
+        carried = CARRIED if update else None  # the persons carried over from `previous`
+        assign_person_ids(con, run.run_id, previous=previous is not None, carried=carried)
     finally:
         if previous is not None:
             con.execute("DETACH prev")

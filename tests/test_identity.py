@@ -174,3 +174,49 @@ def test_adding_one_percent_new_records_moves_no_unchanged_persons_id(index: Ind
     # and a cluster that only gained records keeps its ID too
     for c in changed:
         assert len({ids2[k] for k in c}) == 1 and ids2[next(iter(c))] == ids1[next(iter(c))]
+
+
+def _assign(previous: Path, rows: list[tuple[str, str]], carried: list[str] | None) -> tuple:
+    """IDs and events of one run over ``rows`` (record_key, cluster_id) after ``previous``."""
+    con = duckdb.connect()
+    con.execute("CREATE TABLE clusters (record_key VARCHAR, cluster_id VARCHAR)")
+    con.executemany("INSERT INTO clusters VALUES (?, ?)", rows)
+    con.execute(f"ATTACH '{previous}' AS prev (READ_ONLY)")
+    if carried is not None:
+        con.execute("CREATE TABLE carried (cluster_id VARCHAR)")
+        for c in carried:
+            con.execute("INSERT INTO carried VALUES (?)", [c])
+    result = assign_person_ids(
+        con, "20260109T000000Z", True, None if carried is None else "carried"
+    )
+    ids = con.sql(
+        "SELECT record_key, person_id FROM clusters JOIN person_map USING (cluster_id) ORDER BY 1"
+    ).fetchall()
+    events = con.sql("SELECT * FROM lineage_new ORDER BY ALL").fetchall()
+    con.close()
+    return ids, events, result
+
+
+@settings(max_examples=40, deadline=None)
+@given(before=clusterings, after=clusterings, pick=st.integers(0, 2**12))
+def test_carried_persons_get_the_ids_and_events_a_whole_assignment_gives(
+    tmp_path_factory: pytest.TempPathFactory,
+    before: list[list[int]],
+    after: list[list[int]],
+    pick: int,
+) -> None:
+    """An incremental run names the previous persons it carried over whole (their cluster ID is
+    their person ID); looking only at the other clusters gives what looking at all gives."""
+    index = Index(tmp_path_factory.mktemp("carried"))
+    c1 = _normalise(before)
+    ids1 = index.run(c1)
+    assert index.previous is not None
+    # Some persons unchanged, the other records clustered afresh.
+    kept = [c for i, c in enumerate(c1) if pick >> (i % 12) & 1]
+    taken = set().union(*kept)
+    rest = [c - taken for c in _normalise(after) if c - taken]
+    rows = [(k, ids1[min(c)]) for c in kept for k in c]
+    rows += [(k, min(c)) for c in rest for k in c]
+    carried = sorted({ids1[min(c)] for c in kept})
+    whole = _assign(index.previous, rows, None)
+    assert _assign(index.previous, rows, carried) == whole
