@@ -279,15 +279,22 @@ def source_hash_sql(columns: Sequence[str]) -> str:
 
 def known_lines(
     con: duckdb.DuckDBPyConnection, accepted: Path, columns: Sequence[str], release: Path,
-    agency: str,
+    agency: str, digests: Path,
 ) -> np.ndarray:  # fmt: skip
-    """The ``_line`` of each accepted row that ``release`` holds, as delivered, for ``agency``."""
+    """The ``_line`` of each accepted row that ``release`` holds, as delivered, for ``agency``.
+
+    Writes each accepted row's ``_line`` and digest to ``digests``, for :func:`split_known`: the
+    digest is the costly part, and validation keeps or drops rows but never changes one."""
+    con.execute(
+        f"COPY (SELECT _line, {source_hash_sql(columns)} AS {SOURCE_HASH} "
+        f"FROM read_parquet({sql_str(accepted)})) TO {sql_str(digests)} (FORMAT parquet)"
+    )
     con.execute(f"ATTACH {sql_str(release)} AS prev (READ_ONLY)")
     try:
         return con.execute(
-            f"SELECT a._line FROM read_parquet({sql_str(accepted)}) a "
+            f"SELECT d._line FROM read_parquet({sql_str(digests)}) d "
             f"SEMI JOIN (SELECT {SOURCE_HASH} FROM prev.records WHERE agency = ?) p "
-            f"ON p.{SOURCE_HASH} = {source_hash_sql(columns)}",
+            f"USING ({SOURCE_HASH})",
             [agency],
         ).fetchnumpy()["_line"]
     finally:
@@ -296,14 +303,19 @@ def known_lines(
 
 def split_known(
     con: duckdb.DuckDBPyConnection, accepted: Path, columns: Sequence[str],
-    release: Path | None, agency: str, fresh: Path,
+    release: Path | None, agency: str, fresh: Path, digests: Path | None = None,
 ) -> int:  # fmt: skip
     """Split an agency's accepted rows: the digests of the rows ``release`` holds as delivered go
     to temporary table ``known_hashes`` (for :func:`write_with_known`); the other rows to
     ``fresh`` (the rows, with their digest), to be standardised. Returns the number of known
-    records."""
-    digest = source_hash_sql(columns)
-    rows = f"SELECT *, {digest} AS {SOURCE_HASH} FROM read_parquet({sql_str(accepted)})"
+    records. The digests are taken from ``digests`` (:func:`known_lines`) when it exists."""
+    source = f"read_parquet({sql_str(accepted)})"
+    rows = f"SELECT *, {source_hash_sql(columns)} AS {SOURCE_HASH} FROM {source}"
+    if digests is not None and digests.exists():
+        rows = (
+            f"SELECT a.*, d.{SOURCE_HASH} FROM {source} a "
+            f"JOIN read_parquet({sql_str(digests)}) d USING (_line)"
+        )
     if release is None:
         con.execute(f"COPY ({rows}) TO {sql_str(fresh)} (FORMAT parquet)")
         return 0

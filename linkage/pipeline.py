@@ -145,6 +145,11 @@ def reusable_release(config: ProjectConfig, agency: str, run: RunContext) -> Pat
     return release if same else None
 
 
+def _digests(run: RunContext, agency: str) -> Path:
+    """Where an incremental intake's validation leaves each accepted row's digest."""
+    return run.run_dir / "validation" / f"{agency}.digests.parquet"
+
+
 def validate(config: ProjectConfig, extracted: ExtractResult, run: RunContext) -> ValidationResult:
     """Check the accepted rows against the contract's row rules; quarantine the failures.
 
@@ -159,8 +164,9 @@ def validate(config: ProjectConfig, extracted: ExtractResult, run: RunContext) -
         con = connect(":memory:", config)
         try:
             known = known_lines(
-                con, extracted.accepted_path, contract.column_names, release, extracted.agency
-            )
+                con, extracted.accepted_path, contract.column_names, release, extracted.agency,
+                _digests(run, extracted.agency),
+            )  # fmt: skip
         finally:
             con.close()
     return validate_extract(extracted, contract, out, known)
@@ -183,7 +189,9 @@ def standardise(
     try:
         columns = load_contract(spec.contract).column_names
         release = reusable_release(config, agency, run)
-        reused = split_known(con, validated.accepted_path, columns, release, agency, fresh)
+        reused = split_known(
+            con, validated.accepted_path, columns, release, agency, fresh, _digests(run, agency)
+        )
         new = standardise_extract(fresh, spec, config.identifiers, out / f"{agency}.new.parquet")
         if release is not None and reused:
             write_with_known(con, new.path, release, agency, final)
