@@ -30,6 +30,7 @@ from splink import DuckDBAPI, Linker
 from linkage import pipeline
 from linkage.blocking import check_blocking_budget
 from linkage.config import ProjectConfig, load_config
+from linkage.db import out_of_memory
 from linkage.demo.project import write_demo_project
 from linkage.link import load_records
 from linkage.model import ModelArtefact, register_tf_tables
@@ -127,7 +128,9 @@ def main() -> None:
     paths = runs["full run, saved model"][3]
     try:
         bare: float | None = bare_splink(config_path, model, paths)
-    except duckdb.OutOfMemoryException:  # at 5M its one-statement blocking may not fit
+    except Exception as e:  # its one-statement blocking may not fit in the memory limit
+        if not out_of_memory(e):
+            raise
         bare = None
     con = duckdb.connect()
     load_records(con, paths, common_names=model.common_names)

@@ -112,12 +112,16 @@ def check_blocking_budget(
     return counts
 
 
-#: Bytes per record and blocking rule that Splink's one-statement blocking and scoring needs,
-#: measured with the demo model (12 rules), spilling: 1M records scored under a 256 MB limit
-#: but not 128 MB, 250k under 128 MB but not 96 MB, 78k under 64 MB but not 101k. Over a quarter
-#: of the limit, 25 bytes switches to blocking one rule at a time at 53k, 107k and 213k records
-#: for those limits: a margin of 1.5 to 4.7.
-_BYTES_PER_RECORD_AND_RULE = 25
+#: What Splink's one-statement blocking and scoring needs with the demo model (12 rules),
+#: spilling: about 64 MB whatever the number of records (a row group of wide records and a hash
+#: table), plus about 16 bytes per record and rule. Measured: 78k records scored under a 64 MB
+#: limit but not 101k, 250k under 128 MB but not 96 MB, 1M under 256 MB but not 128 MB (one
+#: thread); 5,064,916 under 2 GB in 204 s and under 1 GB in 260 s (two threads; peak RSS 2.4
+#: and 1.4 GB). This estimates 81 MB for 90k, 112 MB for 250k, 256 MB for 1M and 1 GB for 5M.
+#: :func:`linkage.link.predict_and_cluster` falls back to blocking one rule at a time should
+#: the one statement run out of memory all the same.
+_FIXED_BYTES = 64 * 2**20
+_BYTES_PER_RECORD_AND_RULE = 16
 
 
 def prediction_rules(settings_path: Path) -> list[str]:
@@ -128,10 +132,12 @@ def prediction_rules(settings_path: Path) -> list[str]:
 
 def needs_low_memory_blocking(con: duckdb.DuckDBPyConnection, table: str, rules: int) -> bool:
     """Whether Splink's one-statement blocking and scoring (a UNION ALL of one hash join per
-    rule, then the comparisons) would not fit in a quarter of the memory limit, so that
-    :func:`block_pairs` should build the pairs one rule at a time and score them in parts."""
+    rule, then the comparisons) would need more than half the memory limit, so that
+    :func:`block_pairs` should build the pairs one rule at a time and score them in parts (which
+    is slower: at 5M records under a 4 GB limit, 281 s against 185 s for the whole link step)."""
     (rows,) = con.sql(f"SELECT count(*) FROM {table}").fetchall()[0]
-    return rows * rules * _BYTES_PER_RECORD_AND_RULE > memory_limit_bytes(con) // 4
+    need = _FIXED_BYTES + rows * rules * _BYTES_PER_RECORD_AND_RULE
+    return need > memory_limit_bytes(con) // 2
 
 
 #: Rough bytes each pair and each record of a part take while Splink scores it. Measured at a

@@ -38,6 +38,16 @@ def memory_limit_bytes(con: duckdb.DuckDBPyConnection) -> int:
     return int(float(number) * _UNITS[unit])
 
 
+def out_of_memory(error: BaseException | None) -> bool:
+    """Whether ``error`` is, or was raised from, DuckDB running out of memory (Splink wraps
+    DuckDB's errors in its own)."""
+    while error is not None:
+        if isinstance(error, duckdb.OutOfMemoryException):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 #: Rough bytes a row of records or persons takes in a sort (wide rows: names, addresses, flags).
 _BYTES_PER_SORTED_ROW = 1000
 

@@ -22,7 +22,7 @@ from linkage.blocking import (
     scoring_parts,
 )
 from linkage.cluster import ClusterPolicy, ClusterResult, PreviousClusters, cluster
-from linkage.db import quote, sql_str
+from linkage.db import out_of_memory, quote, sql_str
 from linkage.incremental import PAIR_KEYS, delta, detail_columns, predict_incremental
 from linkage.model import NAME_KEY, ModelArtefact, register_tf_tables
 from linkage.standardise.nicknames import VARIANTS_COLUMN, register_nicknames, variants_sql
@@ -124,16 +124,27 @@ def _predict_into_pairs(
 def _score(con: duckdb.DuckDBPyConnection, model: ModelArtefact, threshold: float) -> None:
     """Score the candidate pairs of ``records`` into table ``pairs``.
 
-    When Splink's one-statement blocking would not fit in the memory limit, the pairs are
+    When Splink's one-statement blocking would not fit in the memory limit
+    (:func:`needs_low_memory_blocking`), or runs out of memory all the same, the pairs are
     blocked one rule at a time (:func:`block_pairs`), and when scoring them at once would not
     fit either, scored in parts (:func:`scoring_parts`); Splink reads only the records that a
     part's pairs compare."""
     rules = prediction_rules(model.settings_path)
     if not needs_low_memory_blocking(con, "records", len(rules)):
         _, linker = _linker(con, model, "records")  # Splink blocks and scores in one statement
-        _predict_into_pairs(con, linker, threshold, first=True)
-        linker.table_management.delete_tables_created_by_splink_from_db()
-        return
+        try:
+            _predict_into_pairs(con, linker, threshold, first=True)
+            return
+        except Exception as e:  # Splink wraps DuckDB's error in its own
+            if not out_of_memory(e):
+                raise
+            log.warning(
+                "Splink's one-statement blocking and scoring ran out of memory under the DuckDB "
+                "memory limit (%s); blocking one rule at a time instead",
+                con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0],
+            )
+        finally:
+            linker.table_management.delete_tables_created_by_splink_from_db()
     n = block_pairs(con, "records", "record_key", rules, "__blocked_pairs")
     parts = scoring_parts(con, "records", n) if n else 1
     log.info(

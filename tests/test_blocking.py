@@ -141,6 +141,55 @@ def test_low_memory_blocking_scores_the_same_pairs_as_splink(
     assert scored[True] == scored[False] and len(scored[True]) > 100
 
 
+def test_one_statement_out_of_memory_falls_back_to_one_rule_at_a_time(
+    published: tuple[ProjectConfig, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The estimate of what Splink's one statement needs can be wrong: a real DuckDB out of memory
+    there (a 1 MB limit during that statement only) must not stop the run, and must give the
+    pairs the one statement gives."""
+    config, parquet = published
+    model, policy = load_model(config), cluster_policy(config)
+    monkeypatch.setattr(link, "needs_low_memory_blocking", lambda *_: False)
+    scoring = link._predict_into_pairs
+    starved: list[bool] = []
+
+    def starve_the_first(con: duckdb.DuckDBPyConnection, *a: object, **k: object) -> None:
+        if starved:
+            return scoring(con, *a, **k)
+        starved.append(True)
+        limit = con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
+        con.execute("SET memory_limit = '1MB'")
+        try:
+            return scoring(con, *a, **k)
+        finally:
+            con.execute(f"SET memory_limit = '{limit}'")
+
+    scored = {}
+    for starve in (False, True):
+        if starve:
+            monkeypatch.setattr(link, "_predict_into_pairs", starve_the_first)
+        work = tmp_path / f"oom-{starve}.duckdb"
+        with duckdb.connect(str(work)) as con, caplog.at_level("INFO", "linkage.link"):
+            load_records(con, [parquet])
+            predict_and_cluster(con, model, policy, predict_threshold=0.01, work_db=work)
+            scored[starve] = set(
+                con.sql(
+                    "SELECT record_key_l, record_key_r, round(match_weight, 9), grade FROM pairs"
+                ).fetchall()
+            )
+            leftovers = con.sql(
+                "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE '__splink%'"
+            ).fetchall()
+            assert leftovers == []
+        assert ("ran out of memory" in caplog.text) == starve
+        assert ("one rule at a time" in caplog.text) == starve
+    assert starved == [True]
+    assert scored[True] == scored[False] and len(scored[True]) > 100
+
+
 def test_the_match_prior_is_splinks_estimate(published: tuple[ProjectConfig, Path]) -> None:
     _, parquet = published
     con = duckdb.connect()
