@@ -104,10 +104,14 @@ class ClusterResult:
     rebuilt_clusters: int = 0
 
 
-def conflict_sql(a: str, b: str, policy: ClusterPolicy, probability: str) -> dict[str, str]:
+def conflict_sql(
+    a: str, b: str, policy: ClusterPolicy, probability: str, names_differ: str | None = None
+) -> dict[str, str]:
     """SQL booleans (never NULL) comparing records ``a`` and ``b`` (table aliases): ``shared_id``
     and, for each veto reason of stage 1, whether it applies to the pair. ``probability`` is the
-    SQL for the pair's match probability (NULL when the pair was not scored)."""
+    SQL for the pair's match probability (NULL when the pair was not scored). ``names_differ``
+    is a column holding ``given_names_differ`` already computed (the costliest check, which two
+    of the others include)."""
 
     def any_equal(cols: Iterable[str]) -> str:
         return f"coalesce({' OR '.join(f'{a}.{c} = {b}.{c}' for c in cols) or 'false'}, false)"
@@ -153,14 +157,17 @@ def conflict_sql(a: str, b: str, policy: ClusterPolicy, probability: str) -> dic
         f"(list_has_any({va}, {vb}) OR len(list_filter({va}, lambda x: "
         f"len(list_filter({vb}, lambda y: {one_typo('x', 'y')})) > 0)) > 0)"
     )
-    names_differ = (
-        f"coalesce({ag} IS NOT NULL AND {bg} IS NOT NULL "
+    # The variant and middle-name checks (lists and lambdas) only where the plain ones have not
+    # settled it: DuckDB evaluates every operand of an AND, but a CASE's THEN only where its
+    # WHEN holds. Most pairs hold similar names, and were paying for the lists.
+    names_differ = names_differ or (
+        f"coalesce(CASE WHEN {ag} IS NOT NULL AND {bg} IS NOT NULL "
         f"AND jaro_winkler_similarity({ag}, {bg}) < 0.8 "
         f"AND damerau_levenshtein({ag}, {bg}) > 1 "
         f"AND NOT {within(ag, bg)} AND NOT {within(bg, ag)} "
         f"AND NOT coalesce(jaro_winkler_similarity({ag}, {b}.family_name) >= 0.92, false) "
         f"AND NOT coalesce(jaro_winkler_similarity({a}.family_name, {bg}) >= 0.92, false) "
-        f"AND NOT {variants} AND NOT {middle(a, bg)} AND NOT {middle(b, ag)}, false)"
+        f"THEN NOT {variants} AND NOT {middle(a, bg)} AND NOT {middle(b, ag)} END, false)"
     )
     uncertain = (
         f"coalesce({probability} < {policy.certain_threshold}, true)"
@@ -342,12 +349,13 @@ def _rebuild_suspect_clusters(con: duckdb.DuckDBPyConnection, policy: ClusterPol
     # Every two records of one component that must not be one person (computed once: it makes
     # the component suspect, and the rebuild keeps the two apart), and every two whose given
     # names differ (which the rebuild judges against the whole group, see `rebuild`). One join
-    # per statement, as in `cluster`.
+    # per statement, as in `cluster`. Not in a component of two: its one pair is linked, so it
+    # passed these same checks in stage 1, and two records are within any size cap.
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE __in_small AS
         SELECT record_key, cluster_id FROM clusters SEMI JOIN (
             SELECT cluster_id FROM clusters GROUP BY 1
-            HAVING count(*) BETWEEN 2 AND {_ALL_PAIRS_LIMIT}
+            HAVING count(*) BETWEEN 3 AND {_ALL_PAIRS_LIMIT}
         ) USING (cluster_id)
     """)
     con.execute("""
@@ -363,13 +371,14 @@ def _rebuild_suspect_clusters(con: duckdb.DuckDBPyConnection, policy: ClusterPol
     """)
     con.execute("DROP TABLE __in_small; DROP TABLE __within")
     _with_records(con, "__within_scored", "__within_sides", _columns_read(c), "p.*")
+    once = conflict_sql("a", "b", policy, "p.match_probability", names_differ="p.differ")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE __conflicts AS
         SELECT * FROM (
             SELECT p.cluster_id, p.record_key_l AS key_a, p.record_key_r AS key_b,
-                   {c["identifier_conflict"]} OR {c["date_of_birth_conflict"]} AS hard,
-                   {c["given_name_conflict"]} AS names, {c["given_names_differ"]} AS differ
-            FROM __within_sides p
+                   {once["identifier_conflict"]} OR {once["date_of_birth_conflict"]} AS hard,
+                   {once["given_name_conflict"]} AS names, p.differ
+            FROM (SELECT *, {c["given_names_differ"]} AS differ FROM __within_sides) p
         ) WHERE hard OR names OR differ
     """)
     con.execute("DROP TABLE __within_scored; DROP TABLE __within_sides")
