@@ -16,11 +16,13 @@ from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
 import linkage.link as link
 from linkage.blocking import block_pairs, check_blocking_budget, rule_pairs
+from linkage.cluster import ClusterPolicy
 from linkage.config import ProjectConfig, load_config
 from linkage.errors import BlockingBudgetError
 from linkage.link import load_records, predict_and_cluster
 from linkage.model import (
     NAME_KEY,
+    ModelArtefact,
     _em_blocks,
     _m_from_em_pairs,
     _rule_sql,
@@ -113,6 +115,21 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> tuple[ProjectConfig, 
     return config, parquet
 
 
+def _scored_pairs(
+    con: duckdb.DuckDBPyConnection, work: Path, parquet: Path, model: ModelArtefact,
+    policy: ClusterPolicy,
+) -> set[tuple[str, str, float, str]]:  # fmt: skip
+    """Link the records of ``parquet`` in ``con`` (work database ``work``): each scored pair with
+    its weight and grade."""
+    load_records(con, [parquet])
+    predict_and_cluster(con, model, policy, predict_threshold=0.01, work_db=work)
+    return set(
+        con.sql(
+            "SELECT record_key_l, record_key_r, round(match_weight, 9), grade FROM pairs"
+        ).fetchall()
+    )
+
+
 @pytest.mark.parametrize("parts", [1, 3])
 def test_low_memory_blocking_scores_the_same_pairs_as_splink(
     published: tuple[ProjectConfig, Path],
@@ -129,13 +146,7 @@ def test_low_memory_blocking_scores_the_same_pairs_as_splink(
         monkeypatch.setattr(link, "needs_low_memory_blocking", lambda *_, low=low: low)
         work = tmp_path / f"low-{low}.duckdb"
         with duckdb.connect(str(work)) as con, caplog.at_level("INFO", "linkage.link"):
-            load_records(con, [parquet])
-            predict_and_cluster(con, model, policy, predict_threshold=0.01, work_db=work)
-            scored[low] = set(
-                con.sql(
-                    "SELECT record_key_l, record_key_r, round(match_weight, 9), grade FROM pairs"
-                ).fetchall()
-            )
+            scored[low] = _scored_pairs(con, work, parquet, model, policy)
         assert ("one rule at a time" in caplog.text) == low
     assert f"scoring them in {parts} part(s)" in caplog.text
     assert scored[True] == scored[False] and len(scored[True]) > 100
@@ -173,13 +184,7 @@ def test_one_statement_out_of_memory_falls_back_to_one_rule_at_a_time(
             monkeypatch.setattr(link, "_predict_into_pairs", starve_the_first)
         work = tmp_path / f"oom-{starve}.duckdb"
         with duckdb.connect(str(work)) as con, caplog.at_level("INFO", "linkage.link"):
-            load_records(con, [parquet])
-            predict_and_cluster(con, model, policy, predict_threshold=0.01, work_db=work)
-            scored[starve] = set(
-                con.sql(
-                    "SELECT record_key_l, record_key_r, round(match_weight, 9), grade FROM pairs"
-                ).fetchall()
-            )
+            scored[starve] = _scored_pairs(con, work, parquet, model, policy)
             leftovers = con.sql(
                 "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE '__splink%'"
             ).fetchall()
