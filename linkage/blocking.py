@@ -117,7 +117,8 @@ def check_blocking_budget(
 #: table), plus about 16 bytes per record and rule. Measured: 78k records scored under a 64 MB
 #: limit but not 101k, 250k under 128 MB but not 96 MB, 1M under 256 MB but not 128 MB (in
 #: session 6); 5,064,916 under 2 GB in 204 s and under 1 GB in 260 s (session 10, two threads;
-#: peak RSS 2.4 and 1.4 GB). This estimates 81 MB for 90k, 112 MB for 250k, 256 MB for 1M and 1 GB for 5M.
+#: peak RSS 2.4 and 1.4 GB). This estimates 81 MB for 90k, 112 MB for 250k, 256 MB for 1M
+#: and 1 GB for 5M.
 #: :func:`linkage.link.predict_and_cluster` falls back to blocking one rule at a time should
 #: the one statement run out of memory all the same.
 _FIXED_BYTES = 64 * 2**20

@@ -371,6 +371,9 @@ def _rebuild_suspect_clusters(con: duckdb.DuckDBPyConnection, policy: ClusterPol
     """)
     con.execute("DROP TABLE __in_small; DROP TABLE __within")
     _with_records(con, "__within_scored", "__within_sides", _columns_read(c), "p.*")
+    # Three checks here include `given_names_differ`, and a projection computes each for every
+    # pair: computed once first (0.044 s against 0.072 s on 38,720 pairs). Not so in `cluster`,
+    # whose CASE stops at the first veto that holds: there it was slower (0.10 s against 0.055 s).
     once = conflict_sql("a", "b", policy, "p.match_probability", names_differ="p.differ")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE __conflicts AS
