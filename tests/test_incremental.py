@@ -292,5 +292,5 @@ def test_an_incremental_run_checks_the_blocking_budget_on_what_it_compares(
     _write(nhs, header, rows)
     with pytest.raises(BlockingBudgetError) as e:
         run_steps(tight)
-    assert "l.\"address\" = r.\"address\"" in str(e.value)
+    assert 'l."address" = r."address"' in str(e.value)
     assert "11,175 of them share \"address\" = '1 MAIN ST ANYTOWN'" in str(e.value)
