@@ -10,6 +10,11 @@ vetoed (by reason), or refused when its cluster was rebuilt. Then the commonest 
 patterns of the missed pairs and of the false links. Only counts and comparison levels are
 printed, never a record. Use it on development data only (``default`` seeds 11 and 12, the
 ``dev`` profile): looking at the errors of data you report is tuning on it.
+
+``--ceiling`` prints only the model's recall ceiling: the pairwise recall if every true pair
+scoring at least t were linked, whatever blocking and vetoes did, for a few t. It shows how much
+of a run's recall loss is the evidence the records hold (as the model weighs it) and how much the
+pipeline's. It prints no error and changes nothing, so it may explain figures already reported.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from collections import defaultdict
 from pathlib import Path
 
 import duckdb
@@ -36,6 +42,7 @@ def main() -> None:
     ap.add_argument(
         "--agencies", default=None, help="missed pairs of these two agencies only, as a+b (sorted)"
     )
+    ap.add_argument("--ceiling", action="store_true", help="print the recall ceiling only")
     args = ap.parse_args()
     config = load_config(args.project / "linkage.yaml")
     release = current_release(config.paths.index_dir)
@@ -72,6 +79,9 @@ def main() -> None:
         JOIN idx.records cl ON cl.record_key = p.record_key_l
         JOIN idx.records cr ON cr.record_key = p.record_key_r
     """)
+    if args.ceiling:
+        _recall_ceiling(con)
+        return
     if args.agencies:
         con.execute(
             "DELETE FROM tp WHERE least(agency_l, agency_r) || '+' || greatest(agency_l, agency_r)"
@@ -117,6 +127,47 @@ def main() -> None:
     for grade, n in con.sql("SELECT grade, count(*) FROM fl GROUP BY 1 ORDER BY 1").fetchall():
         print(f"  {n:>7,}  {grade}")
     _patterns(con, "SELECT * FROM fl", gammas, labels, args.top)
+
+
+CEILING_THRESHOLDS = (0.99, 0.9, 0.7, 0.5, 0.3, 0.1)
+
+
+def _recall_ceiling(con: duckdb.DuckDBPyConnection) -> None:
+    """Pairwise recall of the published persons, then of the true pairs scoring at least each
+    threshold joined transitively (within each true person), as if nothing else kept them apart."""
+    persons: dict[str, list[str]] = defaultdict(list)
+    for key, true_id in con.sql("SELECT record_key, _true_id FROM truthful").fetchall():
+        persons[true_id].append(key)
+    total = sum(len(v) * (len(v) - 1) // 2 for v in persons.values())
+    (published,) = con.sql("""
+        SELECT sum(n * (n - 1) // 2) FROM (
+            SELECT count(*) AS n FROM idx.records r JOIN truthful t USING (record_key)
+            GROUP BY r.person_id, t._true_id)
+    """).fetchall()[0]
+    print(f"true pairs {total:,}; published recall {published / total:.4f}")
+    pairs = con.sql("SELECT record_key_l, record_key_r, match_probability FROM tp").fetchall()
+    for t in CEILING_THRESHOLDS:
+        found = _pairs_joined([(a, b) for a, b, p in pairs if p >= t], persons.values())
+        print(f"  ceiling at p >= {t:<4}: recall {found / total:.4f}")
+
+
+def _pairs_joined(edges: list[tuple[str, str]], persons) -> int:
+    """How many record pairs of each person the ``edges`` join, transitively."""
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        while parent.get(x, x) != x:
+            x = parent[x]
+        return x
+
+    for a, b in edges:
+        if (ra := root(a)) != (rb := root(b)):
+            parent[ra] = rb
+    sizes: dict[str, int] = defaultdict(int)
+    for keys in persons:
+        for k in keys:
+            sizes[root(k)] += 1
+    return sum(n * (n - 1) // 2 for n in sizes.values())
 
 
 def load_records_from_table(con: duckdb.DuckDBPyConnection, common_names: Path | None) -> None:
