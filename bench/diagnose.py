@@ -152,7 +152,8 @@ def _recall_ceiling(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _pairs_joined(edges: list[tuple[str, str]], persons) -> int:
-    """How many record pairs of each person the ``edges`` join, transitively."""
+    """How many record pairs of each person the ``edges`` join, transitively (a pair of two
+    persons' records is never counted, whatever joins them)."""
     parent: dict[str, str] = {}
 
     def root(x: str) -> str:
@@ -163,10 +164,10 @@ def _pairs_joined(edges: list[tuple[str, str]], persons) -> int:
     for a, b in edges:
         if (ra := root(a)) != (rb := root(b)):
             parent[ra] = rb
-    sizes: dict[str, int] = defaultdict(int)
-    for keys in persons:
+    sizes: dict[tuple[int, str], int] = defaultdict(int)
+    for i, keys in enumerate(persons):
         for k in keys:
-            sizes[root(k)] += 1
+            sizes[i, root(k)] += 1
     return sum(n * (n - 1) // 2 for n in sizes.values())
 
 
